@@ -1,0 +1,25 @@
+"""Output directories: never clobber a user's earlier results by accident."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lethe.errors import LetheError
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False,
+                       what: str = "output directory") -> Path:
+    """Create `path`, refusing an existing non-empty directory unless `overwrite` or `resume`.
+
+    With `overwrite` the old contents are left in place and files are replaced as they are
+    rewritten (each atomically), so a crash midway still leaves readable results; `resume`
+    means the caller will continue from what is there.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LetheError(f"{what} {path} exists and is a file; choose another path")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise LetheError(f"{what} {path} exists and is not empty; pass --overwrite to replace "
+                         f"its results or choose another path")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

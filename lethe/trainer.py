@@ -1,0 +1,241 @@
+"""The shared trainer: a `transformers.Trainer` whose loss is a pluggable function of a batch.
+
+Unlearning methods, model preparation and detox SFT/classifier training all go through here, so
+DeepSpeed ZeRO-2/3, `accelerate launch` / `torchrun` / `deepspeed` launches, LoRA, checkpoint
+resume, progress, JSONL metric logs and the divergence guard behave the same everywhere.
+
+- `train:` in a recipe is handed to `TrainingArguments` unchanged (`training_arguments`).
+- `lora:` becomes a peft `LoraConfig` (`apply_lora`).
+- `loss_fn(model, batch) -> (loss, logs)`: `logs` are floats averaged between logging steps
+  and written beside `loss` (e.g. `forget_nll`, `retain_nll`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from lethe.errors import Diverged, LetheError
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+def training_argument_names() -> set[str]:
+    """Valid keys of a recipe's `train:` section: exactly TrainingArguments' init fields."""
+    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+# Lethe's defaults where the user said nothing. `remove_unused_columns` must be off because
+# batches are nested ({"forget": {...}, "retain": {...}}); the progress bar is ours.
+TRAIN_DEFAULTS = {"report_to": "none", "remove_unused_columns": False, "disable_tqdm": True,
+                  "save_strategy": "no", "logging_steps": 1, "save_only_model": False}
+
+
+def training_arguments(train: dict, output_dir: str | Path, **overrides) -> TrainingArguments:
+    """TrainingArguments from a recipe's `train:` mapping (+ Lethe defaults, + overrides)."""
+    kwargs = {**TRAIN_DEFAULTS, **dict(train), "output_dir": str(output_dir), **overrides}
+    if kwargs.get("deepspeed"):
+        ensure_distributed_env()
+        ds = Path(kwargs["deepspeed"])
+        if isinstance(kwargs["deepspeed"], str) and not ds.is_file():
+            raise LetheError(f"train.deepspeed: config file not found: {ds} (shipped configs: "
+                             f"recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json)")
+    try:
+        return TrainingArguments(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise LetheError(f"train: {str(err).splitlines()[0]}") from None
+
+
+def ensure_distributed_env() -> None:
+    """Let a bare `python`/console-script run use DeepSpeed as a world of one process.
+
+    Launchers (accelerate, torchrun, deepspeed) set RANK/WORLD_SIZE; without them DeepSpeed
+    falls back to MPI discovery and fails on a missing mpi4py.
+    """
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT",
+                                                                          str(port)))
+
+
+@dataclass(frozen=True)
+class LoraSection:
+    """A recipe's `lora:` section (peft.LoraConfig). Absent or `enabled: false` = full training."""
+
+    enabled: bool = True
+    r: int = 8  # adapter rank (Ziegenbein et al. 2024 use r=8)
+    alpha: int = 16  # scaling numerator: updates are scaled by alpha / r
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")  # names of nn.Linear modules to adapt
+    merge: bool = False  # fold the adapter into the weights when saving (a full checkpoint)
+
+
+def apply_lora(model, lora: LoraSection | None, task_type: str = "CAUSAL_LM"):
+    if lora is None or not lora.enabled:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [m for m in lora.target_modules if m not in names]
+    if missing:
+        raise LetheError(f"lora.target_modules: {', '.join(missing)} not found in the model "
+                         f"(modules include: {', '.join(sorted(names - {''})[:12])}, ...)")
+    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                     target_modules=list(lora.target_modules), task_type=task_type)
+    return get_peft_model(model, cfg)
+
+
+class DivergenceGuard:
+    """Stops training on a NaN/inf loss or |loss| above `max_abs_loss` (recipe threshold)."""
+
+    def __init__(self, max_abs_loss: float | None = None):
+        self.max_abs_loss = max_abs_loss
+
+    def bad(self, value: float) -> bool:
+        return not math.isfinite(value) or (self.max_abs_loss is not None
+                                            and abs(value) > self.max_abs_loss)
+
+    def fail(self, value: float, step: int, output_dir: str) -> Diverged:
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        kept = (f"last good checkpoint kept: {last}" if last else
+                "no checkpoint had been saved (set train.save_steps to keep one)")
+        why = "is not finite" if not math.isfinite(value) else \
+            f"exceeds the limit {self.max_abs_loss:g} (guard.max_abs_loss)"
+        return Diverged(f"training diverged at step {step}: loss {value:g} {why}; stopped "
+                        f"before the update; {kept}; lower train.learning_rate")
+
+
+class DivergenceCallback(TrainerCallback):
+    """The guard for trainers whose loss we do not compute (TRL): checks each logged loss."""
+
+    def __init__(self, guard: DivergenceGuard):
+        self.guard = guard
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs and self.guard.bad(float(logs["loss"])):
+            raise self.guard.fail(float(logs["loss"]), state.global_step, args.output_dir)
+
+
+class ProgressBar(TrainerCallback):
+    """One tqdm bar over optimizer steps, the latest logged loss in its postfix (rank 0)."""
+
+    def __init__(self, desc: str = "train"):
+        self.desc, self.bar = desc, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc,
+                            unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs:
+            shown = {k: f"{v:.4g}" for k, v in logs.items()
+                     if isinstance(v, float) and k in ("loss", "forget_nll", "retain_nll",
+                                                       "reward", "eval_loss")}
+            self.bar.set_postfix(shown, refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class JsonlLogger(TrainerCallback):
+    """Appends every log record (step, epoch, loss, method parts) to `metrics.jsonl` (rank 0)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def standard_callbacks(output_dir: str | Path, guard: DivergenceGuard | None = None,
+                       desc: str = "train") -> list[TrainerCallback]:
+    cbs: list[TrainerCallback] = [ProgressBar(desc), JsonlLogger(Path(output_dir) /
+                                                                  "metrics.jsonl")]
+    if guard is not None:
+        cbs.append(DivergenceCallback(guard))
+    return cbs
+
+
+class LetheTrainer(Trainer):
+    """A Trainer whose loss is `loss_fn(model, batch) -> (loss, logs)`."""
+
+    def __init__(self, *args, loss_fn: LossFn, guard: DivergenceGuard | None = None,
+                 progress_desc: str = "train", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+        self.guard = guard or DivergenceGuard()
+        self._extra: dict[str, list[float]] = {}
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for cb in (ProgressCallback, PrinterCallback):
+            self.remove_callback(cb)
+        for cb in standard_callbacks(self.args.output_dir, desc=progress_desc):
+            self.add_callback(cb)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, logs = self.loss_fn(model, inputs)
+        self._check(loss)
+        if model.training:
+            for key, value in logs.items():
+                self._extra.setdefault(key, []).append(float(value))
+        return (loss, None) if return_outputs else loss
+
+    def _check(self, loss: torch.Tensor) -> None:
+        # One scalar sync per step. Under several processes the worst value is shared so that
+        # every rank stops together instead of one rank raising and the others hanging.
+        value = loss.detach().float().reshape(1)
+        flag = torch.tensor([1.0 if self.guard.bad(value.item()) else 0.0], device=value.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() > 0:
+            raise self.guard.fail(value.item(), self.state.global_step + 1, self.args.output_dir)
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._extra and "loss" in logs:
+            logs = {**logs, **{k: sum(v) / len(v) for k, v in self._extra.items()}}
+            self._extra = {}
+        super().log(logs, *args, **kwargs)
+
+
+def resume_checkpoint(output_dir: str | Path, resume: bool | str) -> str | None:
+    """`--resume` → the newest `checkpoint-*` in output_dir (or the given path), else None."""
+    if not resume:
+        return None
+    if isinstance(resume, str) and resume not in ("true", "auto"):
+        if not Path(resume).is_dir():
+            raise LetheError(f"--resume: checkpoint {resume} does not exist")
+        return resume
+    last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    if last is None:
+        log.info("no checkpoint in %s; starting from scratch", output_dir)
+    return last

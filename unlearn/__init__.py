@@ -1,0 +1,1 @@
+"""Lethe's unlearning side: the benchmark world, model preparation, unlearning methods, edits."""
