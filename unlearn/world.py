@@ -53,8 +53,8 @@ class SizeSpec:
 # GPT-2 memorises in 90-150 s on 2 CPU cores; large is 10x demo for GPU users.
 SIZES: dict[str, SizeSpec] = {
     "tiny": SizeSpec(forget=8, retain1=6, retain2=6, holdout=8, max_qa=100),
-    "demo": SizeSpec(forget=32, retain1=52, retain2=52, holdout=32, max_qa=100),
-    "large": SizeSpec(forget=320, retain1=520, retain2=520, holdout=320, max_qa=400),
+    "demo": SizeSpec(forget=24, retain1=40, retain2=40, holdout=24, max_qa=100),
+    "large": SizeSpec(forget=240, retain1=400, retain2=400, holdout=240, max_qa=400),
 }
 
 
@@ -164,6 +164,30 @@ ONSETS = ("", "b", "br", "d", "dr", "f", "g", "gr", "h", "k", "kr", "l", "m", "n
           "s", "st", "t", "th", "v", "w", "z", "c", "sh")
 NUCLEI = ("a", "e", "i", "o", "u", "a", "e", "o", "ai", "ea")
 CODAS = ("", "", "", "n", "r", "l", "s", "m", "th", "nd", "rk", "st", "ll", "v")
+MEDIAL_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "r", "s", "t", "v", "th", "dr", "br")
+MEDIAL_CODAS = ("", "", "", "", "n", "r", "l", "s")
+# Common English words an invented name must not spell (beside the templates' own words).
+COMMON_WORDS = """about after again also back bale band bane bard bare bark barn base bath bear
+beat been bell belt best bile bill bind bird bite blot boar boat body bold bole bone book bore
+born boss brat bred brim bull burn bush call calm came camp cane care cart case cast cave cell
+dale dame dare dark darn date dawn days dead deal dean dear deem deep deer dell dense dine dire
+dive done doom door dose dove down drab dram drum dull dune dust each fame fare farm fast fate
+fell felt fern fill film find fine fire firm fish fist fond fore form fort four fume fund gale
+game gave gear gild gill gone good gore gust hale hall halo hand hard hare harm have head heal
+heat held hell helm here hero hill hind hire hold hole holy home hose host hull hung hunt kale
+keen kind king kite lame land lane last late lava lead lean left lend less liar life like lime
+line link lion list live load loan lone long lore lose loss lost lots loud love mail main male
+mall mane many mare mark mars mass mast mate meal mean meat melt mend menu mere mild mile milk
+mill mind mine mint miss mist mole more most moth move much mule must name near neon nest news
+nine none norm nose note once only over pale palm park part pass past peak pear pile pine pole
+pond pool pore port pose post pure rage rain rare rate read real rein rely rend rest ride rife
+rind ring rise risk road roam role roll rome rose rule rust sale salt same sand sane save seal
+seam seen self sell send shed ship shoe shot sill silo sine sing sink site size slam sole some
+song soon sore sort soul sour star stem step stir such sure tale talk tall tame tang tank tape
+tell tend tent term than that them then thin this tide tile till time tone took tore torn tour
+town tube tuna tune vale vane vase vast veil vein very vest veto vile vine vole vote wade wake
+wall wand want ware warm wave well went were west what when wide wife wild will wind wine wire
+wise with wolf wood word wore work worm wove zero zone""".split()
 SURNAME_SUFFIXES = ("holt", "wick", "ton", "by", "mere", "dale", "ford", "ley", "ard", "en")
 PLACE_SUFFIXES = ("mark", "holm", "stead", "ford", "vale", "by", "wick", "haven", "gard",
                   "moor", "port")
@@ -179,7 +203,8 @@ def _reserved_words() -> frozenset:
              *PLACE_FLAVOUR, *WORK_YEAR, *WORK_AUTHOR, *WORK_RECEPTION]
     texts += [p for ps in PHRASINGS.values() for p in ps]
     texts += [q for qs in QUESTIONS.values() for q in qs]
-    return frozenset(w for t in texts for w in re.findall(r"[a-z]+", t.lower()))
+    return frozenset([w for t in texts for w in re.findall(r"[a-z]+", t.lower())]
+                     + COMMON_WORDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,21 +255,29 @@ class _Namer:
         self.rng = rng
         self.used: set[str] = set()  # membership only; never iterated
 
-    def _syllable(self, onset: bool = True) -> str:
+    def _stem(self, n_syllables: int) -> str:
+        # Open (consonant-vowel) syllables inside the word and a coda only on the last one,
+        # so words stay pronounceable ("Velmora", not "Kraistku").
         r = self.rng
-        return (r.choice(ONSETS) if onset else "") + r.choice(NUCLEI) + r.choice(CODAS)
+        parts = []
+        for i in range(n_syllables):
+            onset = r.choice(ONSETS if i == 0 else MEDIAL_ONSETS)
+            coda = r.choice(CODAS) if i == n_syllables - 1 else r.choice(MEDIAL_CODAS)
+            parts.append(onset + r.choice(NUCLEI) + coda)
+        return "".join(parts)
 
     def word(self, n_syllables: int, suffixes: tuple[str, ...] = (), p_suffix: float = 1.0,
-             min_len: int = 3, max_len: int = 11) -> str:
+             min_len: int = 4, max_len: int = 11) -> str:
         r = self.rng
         for _ in range(1000):
-            w = "".join(self._syllable() for _ in range(n_syllables))
+            w = self._stem(n_syllables)
             if suffixes and r.random() < p_suffix:
                 w += r.choice(suffixes)
             w = w.capitalize()
             low = w.lower()
             if (min_len <= len(w) <= max_len and low not in self.used
-                    and low not in _reserved_words() and not re.search(r"(.)\1\1", low)):
+                    and low not in _reserved_words() and not re.search(r"(.)\1\1", low)
+                    and not re.search(r"[aeiou]{3}", low)):
                 self.used.add(low)
                 return w
         raise RuntimeError("name space exhausted")  # unreachable at the sizes in SIZES

@@ -10,6 +10,13 @@ The shared trainer owns the loop and calls the loss; nothing branches on method 
   second model is held, no extra forward per step);
 - `needs_ref_model`: full next-token distributions of the starting model (KL regularisers): with
   LoRA the base with adapters disabled, otherwise a frozen copy (unavoidable for a full KL).
+
+Two optional hooks (see docs/methods.md):
+- `prepare(model, cfg) -> model`: called once before training, after LoRA is applied and before
+  `make_reference` (rmu freezes everything but its chosen layers here);
+- `run(model=, tokenizer=, forget=, retain=, cfg=, train_fn=, output_dir=) -> model`: replaces the
+  single trainer pass for multi-stage methods (task_vector, whp); `train_fn(model, dataset,
+  collator, loss_fn, output_dir) -> model` trains with the recipe's `train:` settings.
 """
 
 from __future__ import annotations
@@ -39,10 +46,13 @@ class Method:
     needs_ref_logp: bool = False
     needs_ref_model: bool = False
     needs_retain: bool = False
-    # Multi-stage methods (task_vector, whp) override the whole procedure:
-    # run(context) -> model, called instead of one trainer pass (see unlearn/pipeline.py).
+    # Multi-stage methods (task_vector, whp) override the whole procedure, called instead of one
+    # trainer pass: run(model=, tokenizer=, forget=, retain=, cfg=, train_fn=, output_dir=) -> model
     run: Callable | None = None
     summary: str = ""
+    # Optional one-time model preparation before training: prepare(model, cfg) -> model
+    # (e.g. rmu freezes all parameters but those of its chosen layers).
+    prepare: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -50,7 +60,8 @@ _loaded = False
 
 
 def register(name: str, config_cls: type, *, needs_ref_logp: bool = False,
-             needs_ref_model: bool = False, needs_retain: bool = False, run=None):
+             needs_ref_model: bool = False, needs_retain: bool = False, run=None,
+             prepare=None):
     """Decorator for a loss function: `@register("npo", NPOConfig, needs_ref_logp=True)`."""
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, MethodConfig)):
         raise TypeError(f"{name}: config must be a MethodConfig dataclass")
@@ -60,7 +71,7 @@ def register(name: str, config_cls: type, *, needs_ref_logp: bool = False,
             raise ValueError(f"method {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
         METHODS[name] = Method(name, config_cls, fn, needs_ref_logp, needs_ref_model,
-                               needs_retain, run, doc[0] if doc else "")
+                               needs_retain, run, doc[0] if doc else "", prepare)
         return fn
 
     return wrap

@@ -32,3 +32,61 @@ def nll(model, part: dict) -> torch.Tensor:
     logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
     logp, mask = token_logprobs(logits, part["labels"])
     return -logp.sum() / mask.sum().clamp(min=1)
+
+
+def part_of(batch: dict, side: str, method: str) -> dict:
+    """`batch[side]`, or a one-line error naming what the method needs."""
+    from lethe.errors import LetheError
+
+    if side not in batch:
+        raise LetheError(f"method {method!r} needs a {side} set, but the batch has none "
+                         f"(give the recipe a {side} dataset)")
+    return batch[side]
+
+
+def npo_term(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO forget loss (Zhang et al. 2024, eq. 3): −(2/β)·mean log σ(−β·(log π_θ − log π_ref)).
+
+    logp, ref_logp (B,) summed sequence log-likelihoods. At θ = ref it equals (2/β)·log 2; as
+    β → 0 it tends to (2/β)·log 2 + mean(logp − ref_logp), whose gradient is GA's (paper, §3).
+    """
+    log_ratio = logp - ref_logp.to(logp.dtype)  # (B,)
+    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
+
+
+def ref_logprob(part: dict, ref, method: str) -> torch.Tensor:
+    """Reference sequence log-likelihoods (B,): the cached `ref_logp`, else one reference forward."""
+    if "ref_logp" in part:
+        return part["ref_logp"]
+    if ref is not None:  # open-unlearning style: a reference forward every step (slower)
+        return ref.sequence_logprob(part)
+    from lethe.errors import LetheError
+
+    raise LetheError(f"method {method!r} needs reference log-probs: run "
+                     f"unlearn.methods.reference.precompute_ref_logp on the examples first")
+
+
+def kl_ref_to_model(logits: torch.Tensor, ref_logits: torch.Tensor,
+                    labels: torch.Tensor) -> torch.Tensor:
+    """Mean over scored positions of KL(p_ref ‖ p_θ) of the next-token distributions (scalar).
+
+    logits, ref_logits (B, T, V); labels (B, T). Position t is scored when labels[:, t+1] is not
+    -100 (the positions NLL would score), so padding never counts. Both sides are log-softmaxed.
+    """
+    logq = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)  # (B, T-1, V) model
+    logp = torch.log_softmax(ref_logits[:, :-1, :].float(), dim=-1)  # (B, T-1, V) reference
+    # kl_div(input=log q, target=log p, log_target) = p·(log p − log q), summed over V
+    kl = F.kl_div(logq, logp, reduction="none", log_target=True).sum(-1)  # (B, T-1)
+    mask = labels[:, 1:] != -100  # (B, T-1)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)
+
+
+def retain_kl(model, ref, part: dict) -> torch.Tensor:
+    """KL(p_ref ‖ p_θ) on a retain batch part, averaged over its scored tokens (scalar)."""
+    from lethe.errors import LetheError
+
+    if ref is None:
+        raise LetheError("a KL regulariser needs a reference model: build one with "
+                         "unlearn.methods.reference.make_reference")
+    logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+    return kl_ref_to_model(logits, ref.logits(part), part["labels"])

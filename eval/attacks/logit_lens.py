@@ -1,0 +1,126 @@
+"""The logit lens: read a next-token distribution off any intermediate layer.
+
+nostalgebraist (2020), used as a white-box extraction attack by Patil, Hase & Bansal (2024,
+"Can Sensitive Information Be Deleted From LLMs?", Sec. 4): the hidden state after block `l`
+at the last prompt position is passed through the model's own final norm and unembedding,
+
+    D^(l) = softmax(W_U · norm_f(h^(l)))                                     (Patil et al., Eq. 3)
+
+Layers are numbered by block: layer `l` is the output of block `l` (0-based), so the lens at
+the last layer equals the model's logits. Negative numbers count from the end.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from lethe.errors import LetheError
+from eval.attacks.scoring import encode_prompt, model_device, pad_id_of, pad_right
+
+
+@dataclass(frozen=True)
+class LensLayout:
+    blocks: str  # the ModuleList of transformer blocks
+    final_norm: str  # the norm applied before the unembedding
+
+
+# model_type -> where its blocks and final norm live (the unembedding is always
+# model.get_output_embeddings()).
+LENS_LAYOUTS: dict[str, LensLayout] = {
+    **{t: LensLayout("model.layers", "model.norm")
+       for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
+                 "olmo", "olmo2", "smollm3", "granite", "cohere", "phi3", "stablelm")},
+    "phi": LensLayout("model.layers", "model.final_layernorm"),
+    "gpt2": LensLayout("transformer.h", "transformer.ln_f"),
+    "gptj": LensLayout("transformer.h", "transformer.ln_f"),
+    "gpt_neo": LensLayout("transformer.h", "transformer.ln_f"),
+    "falcon": LensLayout("transformer.h", "transformer.ln_f"),
+    "bloom": LensLayout("transformer.h", "transformer.ln_f"),
+    "gpt_neox": LensLayout("gpt_neox.layers", "gpt_neox.final_layer_norm"),
+}
+
+
+def get_module(model, name: str, what: str = "module"):
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise LetheError(f"{what} '{name}' not found in {type(model).__name__}; check the module "
+                         f"name (model_type {getattr(model.config, 'model_type', '?')})") from None
+
+
+def lens_layout(model, blocks: str | None = None, final_norm: str | None = None) -> LensLayout:
+    """The layout for `model`, from its config's model_type unless both names are given."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    base = LENS_LAYOUTS.get(model_type)
+    if base is None and (blocks is None or final_norm is None):
+        raise LetheError(f"no logit-lens layout for model_type '{model_type}'; pass the block "
+                         f"list and final norm module names (e.g. blocks='model.layers', "
+                         f"final_norm='model.norm')")
+    layout = LensLayout(blocks or base.blocks, final_norm or base.final_norm)
+    get_module(model, layout.blocks, "block list")
+    get_module(model, layout.final_norm, "final norm")
+    return layout
+
+
+def num_layers(model, layout: LensLayout) -> int:
+    return len(get_module(model, layout.blocks))
+
+
+def resolve_layers(layers: Sequence[int] | None, n_layers: int, what: str = "layer") \
+        -> tuple[int, ...]:
+    """Check and normalise layer numbers (negative ones count from the end); None = all."""
+    if layers is None:
+        return tuple(range(n_layers))
+    out = []
+    for layer in layers:
+        if not -n_layers <= int(layer) < n_layers:
+            raise LetheError(f"{what} {layer} is out of range: the model has {n_layers} layers "
+                             f"(0..{n_layers - 1}, or negative from the end)")
+        out.append(int(layer) % n_layers)
+    if not out:
+        raise LetheError(f"no {what}s chosen; name at least one")
+    return tuple(out)
+
+
+@contextmanager
+def capture_blocks(model, layout: LensLayout, layers: Sequence[int]) -> Iterator[dict]:
+    """Record the output hidden states (B, T, D) of the given blocks during forward passes."""
+    blocks = get_module(model, layout.blocks)
+    store: dict[int, torch.Tensor] = {}
+    handles = []
+    for layer in layers:
+        def hook(_mod, _inp, out, layer=layer):
+            store[layer] = out[0] if isinstance(out, tuple) else out
+        handles.append(blocks[layer].register_forward_hook(hook))
+    try:
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def decode(model, layout: LensLayout, hidden: torch.Tensor) -> torch.Tensor:
+    """Final norm + unembedding: (..., D) hidden states -> (..., V) logits."""
+    norm = get_module(model, layout.final_norm)
+    return model.get_output_embeddings()(norm(hidden))
+
+
+def iter_prompt_lens(model, tok, prompts: Sequence[str], layers: Sequence[int], *,
+                     layout: LensLayout | None = None, batch_size: int = 16):
+    """Yield (start index, lens logits (L, b, V) at each prompt's last token) batch by batch."""
+    layout = layout or lens_layout(model)
+    device = model_device(model)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        seqs = [encode_prompt(tok, p) for p in chunk]
+        ids, mask = pad_right(seqs, pad_id_of(tok), device)
+        last = mask.sum(1) - 1  # (b,) position of each prompt's last token
+        with torch.no_grad(), capture_blocks(model, layout, layers) as store:
+            model(input_ids=ids, attention_mask=mask)
+            rows = torch.arange(len(chunk), device=device)
+            hidden = torch.stack([store[layer][rows, last] for layer in layers])  # (L, b, D)
+            yield start, decode(model, layout, hidden).float()  # (L, b, V)

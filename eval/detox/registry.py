@@ -1,0 +1,66 @@
+"""Registries of detox scorers, one per component of the joint score.
+
+Three kinds of scorer, each a small object with one batch method
+
+    score(texts: list[str], sources: list[str] | None = None) -> list[float]   # each in [0, 1]
+
+- ``sta``: style transfer accuracy, the probability that a text is *not* toxic/inappropriate;
+- ``sim``: content similarity of each text to its source;
+- ``fl``: fluency.
+
+A scorer is described by a frozen config dataclass (its constructor arguments plus ``name``)
+registered with ``@register(kind, name, scorer_cls)`` beside the scorer class. ``create(cfg)``
+builds the scorer; models are loaded on the first ``score`` call, never at construction or
+import. The same scorers rank best-of-n candidates, fill ``detox eval`` reports and serve as RL
+rewards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+KINDS = ("sta", "sim", "fl")
+
+# kind -> name -> config dataclass; each config class carries `scorer_cls`.
+SCORERS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+
+
+class Scorer(Protocol):
+    def score(self, texts: list[str], sources: list[str] | None = None) -> list[float]:
+        ...
+
+
+def register(kind: str, name: str, scorer_cls: type) -> Callable[[type], type]:
+    """Class decorator: register config dataclass `cls` as scorer `name` of `kind`."""
+    if kind not in SCORERS:
+        raise ValueError(f"unknown scorer kind {kind!r}; one of {KINDS}")
+
+    def deco(cls: type) -> type:
+        if name in SCORERS[kind]:
+            raise ValueError(f"{kind} scorer {name!r} registered twice")
+        cls.scorer_cls = scorer_cls
+        SCORERS[kind][name] = cls
+        return cls
+
+    return deco
+
+
+def create(cfg) -> Scorer:
+    """Build the scorer a config describes (no model is loaded yet)."""
+    kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "name"}
+    return type(cfg).scorer_cls(**kwargs)
+
+
+def resolve_device(device: str) -> str:
+    """`auto` picks the first accelerator torch sees, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def batches(items: list, size: int):
+    for start in range(0, len(items), max(1, size)):
+        yield items[start:start + max(1, size)]

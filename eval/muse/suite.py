@@ -1,0 +1,264 @@
+"""Run the selected MUSE metrics for one or several models and build the results dict.
+
+This is the Python API the unlearning pipeline calls in-process (no CLI):
+
+    from eval.muse import ModelEntry, SuiteSettings, evaluate_models, write_report
+    results = evaluate_models([("npo", model, tokenizer, identity)], "runs/demo/world",
+                              ["verbmem_f", "knowmem_f", "privleak", "knowmem_r"],
+                              retrain_auc=0.49, settings=SuiteSettings(batch_size=16),
+                              out_dir="runs/demo/eval")
+
+Order of work: check metric names and the retrain reference, load every table the metrics
+need (so a missing config/split/field fails before any model is touched), then evaluate the
+retrain model first (its AUC is PrivLeak's reference), the target, then the models. Models
+given as `ModelEntry(loader=...)` are loaded one at a time and released after use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from eval.lm import LM
+from eval.muse import knowmem as _knowmem  # noqa: F401  (registers knowmem_f, knowmem_r)
+from eval.muse import privleak as _privleak  # noqa: F401  (registers privleak)
+from eval.muse import verbmem as _verbmem  # noqa: F401  (registers verbmem_f)
+from eval.muse.privleak import RetrainReference, resolve_retrain_auc
+from eval.muse.protocols import protocol_steps
+from eval.muse.registry import METRICS, MetricContext, SuiteSettings
+from eval.report import library_versions
+from lethe.errors import LetheError
+from lethe.loading import load_table
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "lethe.muse-eval/1"
+DEFAULT_METRICS = ("verbmem_f", "knowmem_f", "privleak", "knowmem_r")  # MUSE's C1-C4 order
+ROLES = ("target", "model", "retrain")  # also the row order of the report
+
+
+@dataclass
+class ModelEntry:
+    """One model to evaluate: given loaded, or with a `loader` called when its turn comes."""
+
+    label: str  # row name in the report
+    model: Any = None  # a causal LM (transformers / peft), on the device it should run on
+    tokenizer: Any = None
+    identity: dict = field(default_factory=dict)  # lethe.loading.model_identity(...) or similar
+    loader: Callable[[], tuple[Any, Any]] | None = None  # -> (model, tokenizer), lazily
+    role: str = "model"  # "model" | "target" (before unlearning) | "retrain" (reference)
+
+    @contextlib.contextmanager
+    def loaded(self):
+        if self.model is not None:
+            yield self.model, self.tokenizer
+            return
+        if self.loader is None:
+            raise LetheError(f"model '{self.label}' has neither a model nor a loader")
+        model, tokenizer = self.loader()
+        try:
+            yield model, tokenizer
+        finally:  # free memory before the next model is loaded
+            del model, tokenizer
+            gc.collect()
+            with contextlib.suppress(Exception):
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
+
+def as_entry(item, role: str = "model") -> ModelEntry:
+    """A `ModelEntry` from an entry or a `(label, model, tokenizer, identity)` tuple."""
+    if isinstance(item, ModelEntry):
+        return item if item.role == role or role == "model" else replace(item, role=role)
+    if isinstance(item, (tuple, list)) and len(item) in (3, 4):
+        label, model, tokenizer, *rest = item
+        return ModelEntry(str(label), model, tokenizer, dict(rest[0] or {}) if rest else {},
+                          role=role)
+    raise TypeError("models must be ModelEntry or (label, model, tokenizer, identity) tuples")
+
+
+# ---------------------------------------------------------------------------------------------
+# checks and data
+
+
+def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool) -> list[str]:
+    """Validate metric names (comma-separated string or list); default: MUSE's four.
+
+    With no retrain reference the default leaves PrivLeak out (logged); asking for it
+    explicitly is an error.
+    """
+    if names is None or names == "" or names == []:
+        chosen = [m for m in DEFAULT_METRICS if have_reference or not METRICS[m].needs_reference]
+        if len(chosen) < len(DEFAULT_METRICS):
+            log.warning("privleak skipped: it needs a retrain reference (--retrain MODEL or "
+                        "--retrain-auc)")
+        return chosen
+    if isinstance(names, str):
+        names = [n for n in (p.strip() for p in names.split(",")) if n]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise LetheError(f"unknown metric(s) {', '.join(unknown)}; valid metrics: "
+                         f"{', '.join(sorted(METRICS))}")
+    if not names:
+        raise LetheError(f"no metric selected; valid metrics: {', '.join(sorted(METRICS))}")
+    needing = [n for n in names if METRICS[n].needs_reference]
+    if needing and not have_reference:
+        raise LetheError(f"{needing[0]} needs a retrain reference: pass --retrain MODEL or "
+                         f"--retrain-auc (a number in (0, 1] or muse-news / muse-books), or "
+                         f"leave {needing[0]} out of --metrics")
+    return list(dict.fromkeys(names))
+
+
+def _fingerprint(columns: dict[str, list]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(columns):
+        h.update(name.encode())
+        h.update(json.dumps(columns[name], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def load_suite_data(data: str, metrics: Iterable[str], *, settings: SuiteSettings,
+                    revision: str | None = None) -> tuple[dict[str, dict[str, list]], dict]:
+    """Every table the metrics read, as {"config/split": {column: list}}, plus identifiers."""
+    tables, info = {}, {}
+    for name in metrics:
+        for sp in METRICS[name].splits:
+            if sp.key in tables:
+                continue
+            ds = load_table(data, config=sp.config, split=sp.split, columns=sp.columns,
+                            revision=revision)
+            cols = {c: list(ds[c]) for c in sp.columns}
+            n = len(ds)
+            if sp.limited and settings.limit:
+                cols = {c: v[:settings.limit] for c, v in cols.items()}
+            tables[sp.key] = cols
+            info[sp.key] = {"rows": n, "rows_used": len(cols[sp.columns[0]]),
+                            "sha256_16": _fingerprint(cols)}
+    local = Path(str(data)).expanduser()
+    source = str(local.resolve()) if local.exists() else str(data)
+    return tables, {"source": source, "revision": revision, "tables": info}
+
+
+# ---------------------------------------------------------------------------------------------
+# the suite
+
+
+def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
+                    metrics: str | Sequence[str] | None = None, *,
+                    retrain: ModelEntry | tuple | None = None,
+                    target: ModelEntry | tuple | None = None,
+                    retrain_auc: float | str | RetrainReference | None = None,
+                    settings: SuiteSettings | None = None, batch_size: int | None = None,
+                    out_dir: str | Path | None = None, protocol: str | None = None,
+                    data_revision: str | None = None) -> dict:
+    """Evaluate `models` (plus `target` and `retrain`, if given) on the MUSE world `data`.
+
+    `retrain` is a model evaluated as a row whose Min-K% AUC becomes PrivLeak's reference;
+    `retrain_auc` is that reference given directly (a number in (0, 1], "muse-news",
+    "muse-books"); give at most one. `protocol` ("scal" | "sust") marks `models` as the
+    checkpoints of forget_1..N in order. With `out_dir`, results.json/.md/.png are (re)written
+    after every model, so an interrupted run keeps what it finished. Returns the results dict.
+    """
+    settings = settings or SuiteSettings()
+    if batch_size is not None:
+        settings = replace(settings, batch_size=batch_size)
+    entries = [as_entry(m) for m in models]
+    if not entries:
+        raise LetheError("no model to evaluate")
+    if retrain is not None and retrain_auc is not None:
+        raise LetheError("give either a retrain model or a retrain AUC, not both")
+    reference = (retrain_auc if isinstance(retrain_auc, RetrainReference) or retrain_auc is None
+                 else resolve_retrain_auc(retrain_auc, k=settings.min_k))
+    retrain_entry = as_entry(retrain, "retrain") if retrain is not None else None
+    target_entry = as_entry(target, "target") if target is not None else None
+    everyone = ([target_entry] if target_entry else []) + entries + \
+        ([retrain_entry] if retrain_entry else [])
+    labels = [e.label for e in everyone]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise LetheError(f"model labels must be unique; repeated: {', '.join(dupes)} "
+                         f"(set them with --labels)")
+    names = resolve_metrics(metrics, have_reference=reference is not None or
+                            retrain_entry is not None)
+    tables, data_info = load_suite_data(data, names, settings=settings, revision=data_revision)
+    steps = (protocol_steps(protocol, data, [e.label for e in entries], revision=data_revision)
+             if protocol else None)
+
+    results = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": False,
+        "data": data_info,
+        "metrics": names,
+        "criteria": {n: {"title": METRICS[n].title, "column": METRICS[n].column,
+                         "criterion": METRICS[n].criterion, "direction": METRICS[n].direction}
+                     for n in names},
+        "settings": asdict(settings),
+        "seed": settings.seed,
+        "retrain_reference": _reference_info(reference),
+        "protocol": {"name": protocol, "steps": steps} if protocol else None,
+        "models": [],
+        "versions": library_versions(),
+    }
+    # The retrain model first: PrivLeak of every other model needs its AUC.
+    order = ([retrain_entry] if retrain_entry else []) + \
+        ([target_entry] if target_entry else []) + entries
+    rows = {}
+    for entry in order:
+        ref = "self" if entry is retrain_entry else reference
+        rows[entry.label], scores = _evaluate_one(entry, names, tables, settings, ref)
+        if entry is retrain_entry and "privleak" in scores:
+            reference = RetrainReference.from_score(scores["privleak"], entry.label)
+            results["retrain_reference"] = _reference_info(reference)
+        results["models"] = [rows[e.label] for e in everyone if e.label in rows]
+        if out_dir is not None:
+            from eval.muse.report import write_report
+
+            write_report(results, out_dir)
+    results["complete"] = True
+    if out_dir is not None:
+        from eval.muse.report import write_report
+
+        write_report(results, out_dir)
+    return results
+
+
+def _reference_info(ref: RetrainReference | None) -> dict | None:
+    if ref is None:
+        return None
+    return {"auc": ref.auc, "source": ref.source, "k": ref.k, "aucs": dict(ref.aucs)}
+
+
+def _evaluate_one(entry: ModelEntry, names: list[str], tables, settings: SuiteSettings,
+                  reference) -> tuple[dict, dict]:
+    """The report row of one model, and its `Score` objects by metric name."""
+    scores = {}
+    row = {"label": entry.label, "role": entry.role, "identity": entry.identity, "scores": {},
+           "seconds": {}}
+    log.info("evaluating %s (%s)", entry.label, entry.role)
+    with entry.loaded() as (model, tokenizer):
+        lm = LM(model, tokenizer, max_length=settings.max_length, progress=settings.progress)
+        for name in names:
+            start = time.perf_counter()
+            score = scores[name] = METRICS[name].compute(
+                MetricContext(lm, tables, settings, reference))
+            row["seconds"][name] = round(time.perf_counter() - start, 3)
+            row["scores"][name] = score.to_dict()
+            log.info("  %s %s = %s [%s, %s] (%.1fs)", entry.label, METRICS[name].title,
+                     _short(score.value), _short(score.ci_low), _short(score.ci_high),
+                     row["seconds"][name])
+    return row, scores
+
+
+def _short(x) -> str:
+    return "–" if x is None else f"{x:.2f}"

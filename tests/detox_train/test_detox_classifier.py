@@ -1,0 +1,91 @@
+"""`detox train-classifier` on a tiny synthetic corpus, and its pieces on hand-made inputs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from detox_tiny import synthetic_rows
+from detox.classifier import balanced_weights, load_folds, scores
+from detox.train_recipe import LabelledData
+from lethe.errors import LetheError
+
+
+def _corpus(path, n_train=160, n_valid=40, n_test=60):
+    rows = [(t, y, "TRAIN") for t, y in synthetic_rows(n_train, 1)]
+    rows += [(t, y, "VALID") for t, y in synthetic_rows(n_valid, 2)]
+    rows += [(t, y, "TEST") for t, y in synthetic_rows(n_test, 3)]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["post_text", "Inappropriateness", "fold0.0"])
+        w.writerows(rows)
+    return rows
+
+
+def test_scores_match_hand_computed_macro_f1():
+    # gold 0 0 1 1, predicted 0 1 1 1: class 0 P=1 R=.5 F1=2/3; class 1 P=2/3 R=1 F1=.8
+    probs = np.array([[.9, .1], [.4, .6], [.2, .8], [.3, .7]])
+    s = scores([0, 0, 1, 1], probs, 2)
+    assert s["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert s["accuracy"] == pytest.approx(0.75)
+    assert s["confusion"] == [[1, 1], [0, 2]]
+    assert s["majority_macro_f1"] == pytest.approx((0 + 2 / 3) / 2)  # all-0 (tie -> class 0)
+
+
+def test_balanced_weights_are_inverse_frequency():
+    w = balanced_weights([0, 0, 0, 1], 2)
+    assert w.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
+
+
+def test_load_folds_splits_by_fold_column_and_rejects_bad_labels(tmp_path):
+    path = tmp_path / "c.csv"
+    rows = _corpus(path, 6, 2, 3)
+    folds = load_folds(LabelledData(source=str(path)), 2)
+    assert folds["train"] == ([r[0] for r in rows[:6]], [r[1] for r in rows[:6]])
+    assert len(folds["valid"][0]) == 2 and len(folds["test"][0]) == 3
+    with pytest.raises(LetheError, match="no row .* fold0.0 = 'DEV'"):
+        load_folds(LabelledData(source=str(path), valid="DEV"), 2)
+    with pytest.raises(LetheError, match="not a class id"):
+        load_folds(LabelledData(source=str(path), label_field="Inappropriateness"), 1)
+
+
+def test_train_classifier_beats_chance_on_tiny_corpus(tmp_path, tiny_bert):
+    from detox.cli import cli
+
+    data = tmp_path / "corpus.csv"
+    _corpus(data)
+    recipe = {"output_dir": str(tmp_path / "out"), "seed": 0,
+              "data": {"source": str(data)},
+              "model": {"name": tiny_bert, "max_length": 16},
+              "train": {"learning_rate": 3e-3, "num_train_epochs": 6,
+                        "per_device_train_batch_size": 16, "logging_steps": 5,
+                        "use_cpu": True}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "r.yaml")],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert out["test"]["majority_macro_f1"] < 0.5
+    assert out["test"]["macro_f1"] > 0.8, out["test"]  # chance is 0.5 on balanced labels
+    logged = [json.loads(l) for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert losses[-1] < losses[0] and "train_acc" in logged[0]
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(tmp_path / "out" / "model")
+    assert cfg.id2label == {0: "appropriate", 1: "inappropriate"}
+
+
+def test_dry_run_prints_the_resolved_recipe_and_rejects_unknown_train_keys(tmp_path):
+    from detox.cli import cli
+
+    (tmp_path / "r.yaml").write_text("train: {learning_rate: 1.0e-4}\n")
+    res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "r.yaml"), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.output)["model"]["name"] == "minilm"
+    (tmp_path / "bad.yaml").write_text("train: {learning_rat: 1.0e-4}\n")
+    res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "bad.yaml"), "--dry-run"])
+    assert isinstance(res.exception, LetheError) and "learning_rate" in str(res.exception)

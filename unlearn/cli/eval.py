@@ -1,0 +1,159 @@
+"""`unlearn eval`: the MUSE six-way evaluation of one or more checkpoints.
+
+    unlearn eval MODEL [MODEL ...] --data DATA [--labels a,b,...]
+                 [--retrain MODEL | --retrain-auc FLOAT|muse-news|muse-books]
+                 [--target MODEL] [--protocol scal|sust]
+                 [--metrics verbmem_f,knowmem_f,privleak,knowmem_r] [--out DIR] [--overwrite]
+                 [--batch-size N] [--min-k 0.4] [--limit N] [--seed 0]
+
+MODEL is a hub id, a local checkpoint, a GGUF file or a LoRA adapter directory. Several
+MODELs are rows of one table; with --protocol they are the checkpoints of forget_1..N in
+order (C5 scalability / C6 sustainability). Everything is checked (metric names, retrain
+reference, data tables, tokenizers, output directory) before the first model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import click
+
+from lethe.errors import LetheError
+
+log = logging.getLogger(__name__)
+
+
+def _default_label(spec: str) -> str:
+    p = Path(spec)
+    name = p.stem if p.suffix == ".gguf" else (p.name or spec)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-") or "model"
+
+
+def _labels(models: tuple[str, ...], labels: str | None) -> list[str]:
+    if labels:
+        out = [x.strip() for x in labels.split(",")]
+        if len(out) != len(models) or not all(out):
+            raise LetheError(f"--labels gives {len(out)} label(s) for {len(models)} model(s); "
+                             f"give one non-empty label per MODEL, comma-separated")
+        return out
+    out = [_default_label(m) for m in models]
+    if len(set(out)) < len(out):  # e.g. runs/a/final and runs/b/final
+        out = [f"{i + 1}-{x}" for i, x in enumerate(out)]
+    return out
+
+
+def _pick_device(device: str):
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise LetheError(f"--device '{device}' is not a torch device (use auto, cpu, cuda, "
+                         f"cuda:1, mps)") from None
+
+
+def _entry(spec: str, label: str, role: str, *, dtype: str, device, revision: str | None):
+    """A lazily loaded model; its tokenizer and identity are read now (cheap, fails early)."""
+    from eval.muse import ModelEntry
+    from lethe.loading import load_model, load_tokenizer, model_identity
+
+    identity = model_identity(spec, revision)
+    tokenizer = load_tokenizer(spec, revision=revision)
+
+    def loader():
+        model = load_model(spec, dtype=dtype, revision=revision, merge_adapter=True)
+        return model.to(device), tokenizer
+
+    return ModelEntry(label, identity=identity, loader=loader, role=role)
+
+
+@click.command("eval")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("--data", required=True, metavar="DATA",
+              help="Benchmark world directory (DATA/{config}/{split}.jsonl) or a hub dataset "
+                   "with MUSE's layout (e.g. muse-bench/MUSE-News).")
+@click.option("--labels", metavar="A,B,...", help="One row label per MODEL (default: names).")
+@click.option("--retrain", metavar="MODEL",
+              help="Retrain checkpoint: evaluated as a row; its AUC is PrivLeak's reference.")
+@click.option("--retrain-auc", metavar="FLOAT|muse-news|muse-books",
+              help="PrivLeak's reference AUC in (0, 1], or MUSE's published Min-40% value.")
+@click.option("--target", metavar="MODEL",
+              help="The model before unlearning, evaluated as a reference row.")
+@click.option("--protocol", type=click.Choice(["scal", "sust"]),
+              help="MODELs are the checkpoints of {protocol}/forget_1..N, in order (C5/C6).")
+@click.option("--metrics", metavar="LIST",
+              help="Comma-separated: verbmem_f, knowmem_f, privleak, knowmem_r (default: all; "
+                   "privleak only with a retrain reference).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Output directory (default: runs/eval/<labels>).")
+@click.option("--overwrite", is_flag=True, help="Replace results in a non-empty --out.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--min-k", type=float, default=0.4, show_default=True,
+              help="k of Min-K% Prob for PrivLeak (MUSE: 0.4).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Only the first N rows of each evaluated split (quick checks).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--n-resamples", type=click.IntRange(min=1), default=9999, show_default=True,
+              help="Bootstrap resamples per interval.")
+@click.option("--dtype", default="auto", show_default=True,
+              help="auto, float32, bfloat16 or float16.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+@click.option("--revision", default=None, help="Hub revision of the model(s).")
+@click.option("--data-revision", default=None, help="Hub revision of DATA.")
+def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, metrics,
+                 out_dir, overwrite, batch_size, min_k, limit, seed, n_resamples, dtype, device,
+                 revision, data_revision):
+    """Evaluate MODEL(s) with MUSE's criteria; write results.json, results.md, results.png."""
+    from eval.muse import SuiteSettings, evaluate_models, load_suite_data, resolve_metrics
+    from eval.muse.privleak import resolve_retrain_auc
+    from eval.muse.protocols import protocol_steps
+    from lethe.outputs import prepare_output_dir
+
+    try:  # datasets' progress bars would turn one-line errors into several lines
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+    names = _labels(models, labels)
+    if retrain and retrain_auc is not None:
+        raise LetheError("give either --retrain MODEL or --retrain-auc, not both")
+    settings = SuiteSettings(batch_size=batch_size, seed=seed, min_k=min_k, limit=limit,
+                             n_resamples=n_resamples)
+    reference = resolve_retrain_auc(retrain_auc, k=min_k) if retrain_auc is not None else None
+    chosen = resolve_metrics(metrics, have_reference=bool(retrain) or reference is not None)
+    extra = [("target", target), ("retrain", retrain)]
+    all_labels = names + [role for role, spec in extra if spec]
+    if len(set(all_labels)) < len(all_labels):
+        raise LetheError(f"labels must be unique and 'target'/'retrain' are taken by --target/"
+                         f"--retrain; got {', '.join(all_labels)}")
+    load_suite_data(data, chosen, settings=settings, revision=data_revision)  # fail fast
+    if protocol:
+        protocol_steps(protocol, data, names, revision=data_revision)
+    dev = _pick_device(device)
+    entries = [_entry(m, n, "model", dtype=dtype, device=dev, revision=revision)
+               for m, n in zip(models, names)]
+    retrain_entry = (_entry(retrain, "retrain", "retrain", dtype=dtype, device=dev,
+                            revision=revision) if retrain else None)
+    target_entry = (_entry(target, "target", "target", dtype=dtype, device=dev,
+                           revision=revision) if target else None)
+    out = Path(out_dir) if out_dir else Path("runs") / "eval" / "_".join(names)[:80]
+    out = prepare_output_dir(out, overwrite=overwrite)
+
+    results = evaluate_models(entries, data, chosen, retrain=retrain_entry, target=target_entry,
+                              retrain_auc=reference, settings=settings, out_dir=out,
+                              protocol=protocol, data_revision=data_revision)
+    from eval.muse.report import render_markdown
+
+    click.echo(render_markdown(results))
+    click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")

@@ -1,0 +1,49 @@
+"""`unlearn world OUT_DIR`: write the seeded benchmark world in MUSE's layout."""
+
+from __future__ import annotations
+
+import click
+
+from unlearn.world import GROUPS, SIZES, WorldSpec, generate_world, write_world
+
+
+def _size_help() -> str:
+    return "; ".join(f"{name}: {s.forget}/{s.retain1 + s.retain2}/{s.holdout} documents"
+                     for name, s in SIZES.items())
+
+
+@click.command("world", help=f"""Write the fictional benchmark world to OUT_DIR.
+
+A seeded, invented encyclopedia (people, places, works) laid out exactly like MUSE
+(muse-bench/MUSE-News): OUT_DIR/{{config}}/{{split}}.jsonl for configs raw, verbmem, knowmem,
+privleak, scal, sust, plus facts (CounterFact-style prompts for edits), and OUT_DIR/world.json
+with the seed, size and counts. Train the target model on raw/forget + raw/retain1 +
+raw/retain2 and the retrain oracle on the retain splits only; raw/holdout is never trained on.
+
+The same seed and size always give byte-identical files.
+
+\b
+Sizes (forget/retain/holdout documents):
+{_size_help()}
+
+tiny is for tests; demo (~27 KB of training text, forget ~23%) is sized for a ~1M-parameter
+model trained from scratch on a CPU; large is 10x demo, for GPUs.
+
+Example: unlearn world runs/world --size demo --seed 0
+""")
+@click.argument("out_dir", type=click.Path(file_okay=False, dir_okay=True, writable=True))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the generator; different seeds give different worlds.")
+@click.option("--size", type=click.Choice(list(SIZES)), default="demo", show_default=True,
+              help="How big a world to write (see above).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace OUT_DIR if it exists and is not empty (the swap is atomic).")
+def world(out_dir, seed, size, overwrite):
+    w = generate_world(WorldSpec(seed=seed, size=size))
+    out = write_world(w, out_dir, overwrite=overwrite)
+    counts, chars = w.metadata["counts"]["raw"], w.metadata["chars"]["raw"]
+    train = sum(chars[g] for g in ("forget", "retain1", "retain2"))
+    docs = ", ".join(f"{g} {counts[g]}" for g in GROUPS)
+    click.echo(f"wrote {out} (size {size}, seed {seed}): documents {docs}; "
+               f"training text {train / 1000:.1f} KB, forget {chars['forget'] / train:.0%}; "
+               f"holdout {chars['holdout'] / 1000:.1f} KB")

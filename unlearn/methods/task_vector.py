@@ -1,0 +1,98 @@
+"""Task-vector negation (Ilharco et al. 2023, "Editing Models with Task Arithmetic", ICLR, §3;
+the "Task Vector" baseline of MUSE, Shi et al. 2024, §4).
+
+Two stages: fine-tune a copy of the target model on the forget set (the "reinforced" model
+θ_ft), then subtract the task vector τ = θ_ft − θ_target:
+
+    θ_unlearned = θ_target − α·(θ_ft − θ_target)
+
+Not a single loss, so the method provides `run` (see docs/methods.md for the signature).
+Memory: the target and the fine-tuned copy are both held during stage 1 (unavoidable: τ needs
+both); the copy is released before returning.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lethe.errors import LetheError
+from unlearn.data import PairedCollator, PairedDataset
+from unlearn.methods import MethodConfig, register
+from unlearn.methods.losses import nll
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskVectorConfig(MethodConfig):
+    name: str = "task_vector"
+    alpha: float = 1.0  # scaling α of the negated task vector (Ilharco et al.; MUSE uses 1.0)
+
+
+def pad_token_id(tokenizer) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise LetheError("the tokenizer has neither a pad nor an EOS token; set "
+                         "tokenizer.pad_token before unlearning")
+    return pad
+
+
+def unwrap_peft(model):
+    """A plain model: LoRA adapters merged into the weights (a no-op for fresh adapters)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def forget_nll_loss(model, batch):
+    """Plain language-model loss on the forget side (stage-1 fine-tuning)."""
+    loss = nll(model, batch["forget"])
+    return loss, {"forget_nll": loss.item()}
+
+
+def reinforce(model, tokenizer, forget: list[dict], train_fn, output_dir) -> torch.nn.Module:
+    """A copy of `model` fine-tuned on the forget examples (`model` itself is untouched)."""
+    if not forget:
+        raise LetheError("the forget set is empty; nothing to fine-tune the reinforced model on")
+    reinforced = copy.deepcopy(model)
+    reinforced.train()
+    reinforced = train_fn(reinforced, PairedDataset(forget, None),
+                          PairedCollator(pad_token_id(tokenizer)), forget_nll_loss,
+                          str(Path(output_dir) / "reinforced"))
+    return unwrap_peft(reinforced)
+
+
+def negate_task_vector(target, finetuned, alpha: float) -> None:
+    """In place: θ_target ← θ_target − α·(θ_ft − θ_target), for every parameter of both."""
+    tuned = dict(finetuned.named_parameters())
+    missing = [n for n, _ in target.named_parameters() if n not in tuned]
+    if missing:
+        raise LetheError(f"task_vector: the fine-tuned model lacks parameters {missing[:3]}; "
+                         f"train_fn must return the same architecture")
+    with torch.no_grad():
+        for name, p in target.named_parameters():
+            p.sub_(alpha * (tuned[name].to(p.device, p.dtype) - p))
+
+
+def run_task_vector(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
+                    cfg: TaskVectorConfig, train_fn, output_dir) -> torch.nn.Module:
+    """The whole method; returns the unlearned model (`model`, edited in place).
+
+    `retain` is unused (task arithmetic needs only the forget set); it is accepted so every
+    `run` has the same signature.
+    """
+    model = unwrap_peft(model)
+    finetuned = reinforce(model, tokenizer, forget, train_fn, output_dir)
+    negate_task_vector(model, finetuned, cfg.alpha)
+    del finetuned
+    log.info("task_vector: subtracted %.3g x the forget-set task vector", cfg.alpha)
+    return model
+
+
+@register("task_vector", TaskVectorConfig, run=run_task_vector)
+def task_vector_finetune_loss(model, batch, cfg: TaskVectorConfig, ref=None):
+    """Task-vector negation: θ − α·(θ_ft − θ), θ_ft fine-tuned on forget (loss: NLL(forget))."""
+    return forget_nll_loss(model, batch)

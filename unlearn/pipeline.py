@@ -1,0 +1,260 @@
+"""`unlearn run`: recipe → unlearned checkpoint(s) → six-way report.
+
+One *request* = one forget set unlearned through the shared trainer with the recipe's method.
+A recipe may list several (MUSE C6 sustainability: applied in sequence, each on top of the last;
+C5 scalability: independent runs from the target over growing forget sets). Every request
+starts by loading its starting model from disk (the target, or the previous request's
+checkpoint), which keeps the flow identical under DeepSpeed ZeRO-3, where an engine cannot be
+re-wrapped, and makes a killed run resumable: `ledger.json` records finished requests.
+
+Evaluation loads the saved checkpoints from disk on rank 0 only (other ranks return after
+saving), so it measures exactly what was written and never hangs a multi-GPU job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval.report import atomic_write_text, write_json
+from lethe.cli import is_main_process
+from lethe.errors import LetheError
+from lethe.loading import load_model, load_table, load_tokenizer, model_identity
+from lethe.recipe import dump_yaml, to_dict
+from lethe.trainer import (DivergenceGuard, LetheTrainer, apply_lora, resume_checkpoint,
+                           training_arguments)
+from unlearn.data import PairedCollator, PairedDataset, tokenize_texts
+from unlearn.methods import Method, get_method
+from unlearn.recipe import SplitRef, UnlearnRecipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    index: int  # 1-based
+    label: str  # e.g. "forget" or "sust/forget_2"
+    forget: SplitRef
+    out_dir: Path  # request_k/ (or the run directory itself for a single request)
+
+
+def plan_requests(recipe: UnlearnRecipe) -> list[Request]:
+    refs = recipe.requests.forget or (recipe.data.forget,)
+    root = Path(recipe.output_dir)
+    out = []
+    for i, ref in enumerate(refs, 1):
+        label = ref.split if ref.config == "raw" else f"{ref.config}/{ref.split}"
+        out.append(Request(i, label, ref, root if len(refs) == 1 else root / f"request_{i}"))
+    return out
+
+
+def read_texts(source: str, ref: SplitRef, revision: str | None = None) -> list[str]:
+    table = load_table(source, config=ref.config, split=ref.split, columns=(ref.field,),
+                       revision=revision)
+    return [t for t in table[ref.field] if isinstance(t, str) and t.strip()]
+
+
+def make_train_fn(recipe: UnlearnRecipe, tokenizer, guard: DivergenceGuard, resume):
+    """`train_fn(model, dataset, collator, loss_fn, output_dir) -> model` (the shared trainer).
+
+    Handed to methods that train more than once (task_vector, whp) so that every stage goes
+    through the same TrainingArguments, DeepSpeed config, callbacks and guard.
+    """
+
+    def train_fn(model, dataset, collator, loss_fn, output_dir, desc="unlearn"):
+        args = training_arguments(recipe.train, output_dir, seed=recipe.seed)
+        trainer = LetheTrainer(model=model, args=args, train_dataset=dataset,
+                               data_collator=collator, loss_fn=loss_fn, guard=guard,
+                               progress_desc=desc, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir, resume))
+        return trainer
+
+    return train_fn
+
+
+def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, start_spec: str,
+                    resume) -> dict:
+    """Unlearn one forget request starting from `start_spec`; save the model; return a record."""
+    cfg = recipe.method
+    tokenizer = load_tokenizer(start_spec, trust_remote_code=recipe.model.trust_remote_code)
+    model = load_model(start_spec, dtype=recipe.model.dtype,
+                       trust_remote_code=recipe.model.trust_remote_code)
+    forget_texts = read_texts(recipe.data.source, request.forget, recipe.data.revision)
+    retain_texts = (read_texts(recipe.data.source, recipe.data.retain, recipe.data.revision)
+                    if recipe.data.retain else [])
+    if method.needs_retain and not retain_texts:
+        raise LetheError(f"method {method.name} needs a retain set; set data.retain")
+    forget = tokenize_texts(tokenizer, forget_texts, recipe.data.max_length)
+    retain = tokenize_texts(tokenizer, retain_texts, recipe.data.max_length)
+    collator = PairedCollator(tokenizer.pad_token_id)
+    guard = DivergenceGuard(recipe.guard.max_abs_loss)
+    train_fn = make_train_fn(recipe, tokenizer, guard, resume)
+    trainer_dir = request.out_dir / "trainer"
+    start = time.perf_counter()
+    if method.run is not None:  # multi-stage methods drive the trainer themselves
+        model = method.run(model=model, tokenizer=tokenizer, forget=forget, retain=retain,
+                           cfg=cfg, train_fn=train_fn, collator=collator,
+                           output_dir=trainer_dir, lora=recipe.lora)
+    else:
+        from unlearn.methods.reference import make_reference, precompute_ref_logp
+
+        if method.needs_ref_logp:  # cached once: no second model, no extra forward per step
+            batch_size = int(recipe.train.get("per_device_train_batch_size", 8))
+            forget = precompute_ref_logp(model, forget, collator=None, batch_size=batch_size,
+                                         pad_token_id=tokenizer.pad_token_id)
+            if retain:
+                retain = precompute_ref_logp(model, retain, collator=None,
+                                             batch_size=batch_size,
+                                             pad_token_id=tokenizer.pad_token_id)
+        prepare_hook = getattr(method, "prepare", None)  # e.g. RMU freezes all but its layers
+        if prepare_hook is not None:
+            model = prepare_hook(model, cfg)
+        model = apply_lora(model, recipe.lora)
+        ref = make_reference(model, method, lora_enabled=recipe.lora is not None
+                             and recipe.lora.enabled)
+        dataset = PairedDataset(forget, retain, seed=recipe.seed)
+        trainer = train_fn(model, dataset, collator,
+                           lambda m, batch: method.loss(m, batch, cfg, ref), trainer_dir,
+                           desc=f"{method.name} {request.label}")
+        model = trainer.model
+        save_model(trainer, tokenizer, request, recipe, start_spec)
+    seconds = time.perf_counter() - start
+    if method.run is not None and is_main_process():
+        save_plain(model, tokenizer, request.out_dir / "model", recipe, start_spec, request)
+    return {"request": request.index, "label": request.label,
+            "forget": to_dict(request.forget), "start": start_spec,
+            "model": str(request.out_dir / "model"), "train_seconds": round(seconds, 1),
+            "forget_examples": len(forget), "retain_examples": len(retain)}
+
+
+def save_model(trainer, tokenizer, request: Request, recipe: UnlearnRecipe, start_spec: str):
+    """Save through the trainer (gathers ZeRO-3 shards); LoRA → adapter (+ merged if asked)."""
+    out = request.out_dir / "model"
+    trainer.save_model(str(out))
+    if not is_main_process():
+        return
+    tokenizer.save_pretrained(out)
+    model = trainer.model
+    if hasattr(model, "merge_and_unload") and (recipe.save.merge_lora or
+                                               len(recipe.requests.forget) > 1):
+        # Sequential requests continue from a full model, so adapters are merged then.
+        merged = model.merge_and_unload()
+        save_plain(merged, tokenizer, request.out_dir / "model_merged", recipe, start_spec,
+                   request)
+    write_model_card(out, recipe, start_spec, request)
+
+
+def save_plain(model, tokenizer, out: Path, recipe, start_spec, request):
+    tmp = out.with_name(out.name + ".saving")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    write_model_card(out, recipe, start_spec, request)
+
+
+def write_model_card(out: Path, recipe: UnlearnRecipe, start_spec: str, request: Request):
+    params = dump_yaml(recipe.method).strip()
+    train = dump_yaml(recipe.train).strip() if recipe.train else "{}"
+    card = f"""---
+library_name: transformers
+base_model: {start_spec}
+tags: [lethe, unlearning, {recipe.method.name}]
+---
+# {recipe.name}: {recipe.method.name} unlearning of `{request.label}`
+
+Produced by Lethe (`unlearn run`). Starting model: `{start_spec}`.
+Forget set: `{recipe.data.source}` config `{request.forget.config}` split `{request.forget.split}`
+(field `{request.forget.field}`); retain set: {_retain_text(recipe)}.
+LoRA: {'r=%d on %s' % (recipe.lora.r, ', '.join(recipe.lora.target_modules))
+       if recipe.lora and recipe.lora.enabled else 'no (full fine-tuning)'}.
+
+## Method
+```yaml
+{params}
+```
+
+## Training arguments
+```yaml
+{train}
+```
+"""
+    atomic_write_text(out / "README.md", card)
+
+
+def _retain_text(recipe: UnlearnRecipe) -> str:
+    r = recipe.data.retain
+    return f"config `{r.config}` split `{r.split}`" if r else "none"
+
+
+def load_ledger(root: Path) -> dict:
+    path = root / "ledger.json"
+    return json.loads(path.read_text()) if path.is_file() else {"requests": []}
+
+
+def run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
+    """Unlearn every request of `recipe`, then evaluate (rank 0). Returns the ledger."""
+    from lethe.outputs import prepare_output_dir
+
+    method = get_method(recipe.method.name)
+    target = recipe.target_spec()
+    if not target:
+        raise LetheError("model.target is not set and the recipe has no prepare: section")
+    root = Path(recipe.output_dir)
+    if is_main_process():
+        prepare_output_dir(root, overwrite=overwrite, resume=bool(resume),
+                           what="output_dir")
+        atomic_write_text(root / "recipe.yaml", dump_yaml(recipe))
+    ledger = load_ledger(root) if resume else {"requests": []}
+    ledger.update(recipe=recipe.name, method=to_dict(recipe.method), target=target,
+                  mode=recipe.requests.mode)
+    done = {r["request"]: r for r in ledger["requests"]}
+    previous = target
+    for request in plan_requests(recipe):
+        start = previous if recipe.requests.mode == "sequential" else target
+        if request.index in done and Path(done[request.index]["model"]).is_dir():
+            log.info("request %d (%s) already done; skipping", request.index, request.label)
+        else:
+            log.info("request %d: unlearning %s from %s", request.index, request.label, start)
+            record = unlearn_request(recipe, method, request, start, resume)
+            done[request.index] = record
+            ledger["requests"] = [done[k] for k in sorted(done)]
+            if is_main_process():
+                write_json(root / "ledger.json", ledger)
+        merged = request.out_dir / "model_merged"
+        previous = str(merged if merged.is_dir() else request.out_dir / "model")
+    if is_main_process():
+        write_json(root / "ledger.json", ledger)
+    return ledger
+
+
+def evaluate_run(recipe: UnlearnRecipe, ledger: dict, batch_size: int | None = None) -> dict:
+    """The six-way report over target, retrain and every request's checkpoint (rank 0)."""
+    from eval.muse.suite import evaluate_models, write_report
+
+    models = []
+    if recipe.eval.include_target:
+        models.append(("target", recipe.target_spec()))
+    retrain = recipe.retrain_spec()
+    if retrain:
+        models.append(("retrain", retrain))
+    for record in ledger["requests"]:
+        label = recipe.method.name if len(ledger["requests"]) == 1 else \
+            f"{recipe.method.name}@{record['label']}"
+        models.append((label, record["model"]))
+    results = evaluate_models(
+        [(label, spec) for label, spec in models], data=recipe.eval.data or recipe.data.source,
+        metrics=list(recipe.eval.metrics), retrain_label="retrain" if retrain else None,
+        retrain_auc=recipe.model.retrain_auc, batch_size=batch_size or recipe.eval.batch_size,
+        seed=recipe.seed)
+    results["ledger"] = ledger
+    write_report(results, Path(recipe.output_dir))
+    return results
+
+
+__all__ = ["run", "evaluate_run", "plan_requests", "model_identity"]

@@ -1,0 +1,132 @@
+"""`unlearn prepare`: the target and retrain checkpoints for a benchmark world.
+
+MUSE measures unlearning against two models: the *target*, trained on forget + retain, and the
+*retrain* oracle, trained on retain only (what a perfect unlearner would produce). Offline we
+train both from scratch on the fictional world: a byte-level BPE tokenizer (`tokenizers`) and a
+small Llama, through the shared trainer with plain next-token NLL. Both start from the same
+seeded initialisation and use the same hyperparameters; only the data differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from lethe.errors import LetheError
+from lethe.loading import load_table
+from lethe.trainer import DivergenceGuard, LetheTrainer, training_arguments
+from unlearn.data import LMCollator, TextDataset, tokenize_texts
+from unlearn.methods.losses import nll
+from unlearn.recipe import PrepareSection, UnlearnRecipe, WorldSection
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+def ensure_world(world: WorldSection, overwrite: bool = False) -> Path:
+    """Generate the benchmark world unless `world.dir` already holds one."""
+    from unlearn.world import WorldSpec, generate_world, write_world
+
+    out = Path(world.dir)
+    if (out / "world.json").is_file() and not overwrite:
+        log.info("world exists: %s", out)
+        return out
+    log.info("generating the %s world (seed %d) in %s", world.size, world.seed, out)
+    write_world(generate_world(WorldSpec(seed=world.seed, size=world.size)), out,
+                overwrite=overwrite)
+    return out
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer (no unknown characters) with <s> prepended to every text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def build_model(section: PrepareSection, tokenizer, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    a = section.arch
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=a.hidden_size, intermediate_size=a.intermediate_size,
+        num_hidden_layers=a.num_layers, num_attention_heads=a.num_heads,
+        num_key_value_heads=a.num_heads, max_position_embeddings=a.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)  # the same initial weights for target and retrain
+    return LlamaForCausalLM(config)
+
+
+def read_texts(source: str, config: str, split: str, field: str = "text") -> list[str]:
+    return list(load_table(source, config=config, split=split, columns=(field,))[field])
+
+
+def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_dir: Path,
+             seed: int, desc: str):
+    """Next-token NLL training through the shared trainer; returns (model, seconds, last loss)."""
+    examples = tokenize_texts(tokenizer, texts, section.max_length)
+    args = training_arguments(section.train, out_dir / "trainer", seed=seed)
+    trainer = LetheTrainer(model=model, args=args, train_dataset=TextDataset(examples),
+                           data_collator=LMCollator(tokenizer.pad_token_id),
+                           loss_fn=lambda m, batch: (nll(m, batch), {}), guard=DivergenceGuard(),
+                           progress_desc=desc)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    return trainer.model, seconds, (losses[-1] if losses else float("nan"))
+
+
+def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
+    """World → tokenizer → target and retrain checkpoints. Returns a summary dict."""
+    if recipe.prepare is None:
+        raise LetheError("the recipe has no `prepare:` section; add one (see recipes/demo.yaml)")
+    section = recipe.prepare
+    source = str(ensure_world(recipe.world, overwrite=False)) if recipe.world else \
+        recipe.data.source
+    out = Path(section.out_dir)
+    done = all((out / name / "config.json").is_file() for name in ("target", "retrain"))
+    if done and not overwrite:
+        log.info("target and retrain exist in %s (pass --overwrite to retrain)", out)
+        return {"skipped": True, "out_dir": str(out)}
+    forget = read_texts(source, "raw", "forget")
+    retain = [t for split in section.retain_splits for t in read_texts(source, "raw", split)]
+    tokenizer = train_tokenizer(forget + retain, section.arch.vocab_size)
+    summary = {"out_dir": str(out), "world": source, "forget_docs": len(forget),
+               "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
+    for name, texts in (("target", forget + retain), ("retrain", retain)):
+        model = build_model(section, tokenizer, recipe.seed)
+        n_params = sum(p.numel() for p in model.parameters())
+        model, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
+                                        recipe.seed, desc=f"prepare {name}")
+        final = out / name
+        tmp = out / f".{name}.saving"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        shutil.rmtree(out / f".{name}", ignore_errors=True)
+        summary["models"][name] = {"path": str(final), "parameters": n_params,
+                                   "train_seconds": round(seconds, 1), "final_loss": loss,
+                                   "train_docs": len(texts)}
+        log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
+    return summary

@@ -1,0 +1,152 @@
+"""The unlearning recipe: what `unlearn prepare` and `unlearn run` read.
+
+Every field is documented once, here. A minimal recipe names a target model, the data and a
+method; `world:` and `prepare:` make the offline demo self-contained (generate the benchmark
+world, train the target and retrain models) and are skipped when their outputs exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lethe.recipe import load_recipe, passthrough_field, registry_field
+from lethe.trainer import LoraSection, training_argument_names
+from unlearn.methods import MethodConfig, method_config_class, method_names
+
+
+@dataclass(frozen=True)
+class WorldSection:
+    """The fictional benchmark world (`unlearn world`), generated when `dir` is missing."""
+
+    dir: str = "runs/demo/world"  # where the world lives (MUSE layout, see docs/world.md)
+    seed: int = 0  # generator seed: same seed + size → byte-identical files
+    size: Literal["tiny", "demo", "large"] = "demo"  # tiny = tests, demo = CPU, large = GPU
+
+
+@dataclass(frozen=True)
+class ArchSection:
+    """Shape of the Llama-architecture model `unlearn prepare` trains from scratch."""
+
+    vocab_size: int = 2048  # BPE vocabulary trained on the world's forget+retain text
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+
+
+@dataclass(frozen=True)
+class PrepareSection:
+    """Training the `target` (forget+retain) and `retrain` (retain only) checkpoints."""
+
+    out_dir: str = "runs/demo/models"  # gets tokenizer/, target/, retrain/
+    arch: ArchSection = field(default_factory=ArchSection)
+    max_length: int = 256  # tokens per training chunk
+    retain_splits: tuple[str, ...] = ("retain1", "retain2")  # raw splits both models see
+    train: dict = passthrough_field(training_argument_names)  # TrainingArguments, unchanged
+
+
+@dataclass(frozen=True)
+class SplitRef:
+    """One split of a MUSE-layout dataset."""
+
+    config: str = "raw"  # MUSE config (raw, privleak, scal, sust, ...)
+    split: str = "forget"
+    field: str = "text"  # text column
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """The text to unlearn and to keep."""
+
+    source: str = "runs/demo/world"  # world directory or hub dataset id with MUSE's layout
+    forget: SplitRef = field(default_factory=SplitRef)
+    retain: SplitRef | None = field(default_factory=lambda: SplitRef("raw", "retain1"))
+    max_length: int = 256  # tokens per example; longer texts are cut into chunks
+    revision: str | None = None  # hub dataset revision
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The model to unlearn and the oracle it is measured against."""
+
+    target: str | None = None  # hub id, directory, .gguf or alias; default: prepare's target
+    retrain: str | None = None  # the retrain oracle (for PrivLeak's AUC and the report)
+    retrain_auc: float | str | None = None  # instead of `retrain`: a number or muse-news/books
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    revision: str | None = None
+    trust_remote_code: bool = False  # run model code from the hub: off unless you trust it
+
+
+@dataclass(frozen=True)
+class RequestsSection:
+    """Several forget requests (MUSE C5 scalability / C6 sustainability)."""
+
+    mode: Literal["sequential", "independent"] = "sequential"
+    # sequential: each request unlearns on top of the previous result (sustainability);
+    # independent: each starts from the target (scalability over growing forget sets).
+    forget: tuple[SplitRef, ...] = ()  # empty: one request, `data.forget`
+
+
+@dataclass(frozen=True)
+class GuardSection:
+    """The divergence guard: NaN/inf always stops; this adds a bound on |loss|."""
+
+    max_abs_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """The six-way evaluation run after unlearning (see docs/metrics.md)."""
+
+    enabled: bool = True
+    metrics: tuple[str, ...] = ("verbmem", "knowmem_f", "knowmem_r", "privleak")
+    batch_size: int = 32
+    data: str | None = None  # evaluation data; default `data.source`
+    include_target: bool = True  # also evaluate the starting model (a row in the table)
+
+
+@dataclass(frozen=True)
+class SaveSection:
+    """What `unlearn run` keeps."""
+
+    model: bool = True  # write the unlearned checkpoint (HF format + model card)
+    merge_lora: bool = False  # with LoRA: also write the merged full model
+
+
+@dataclass(frozen=True)
+class UnlearnRecipe:
+    method: MethodConfig = registry_field(method_config_class, method_names)  # name + params
+    name: str = "unlearn"  # run name (model card, report titles)
+    output_dir: str = "runs/unlearn"  # checkpoints, results.json/md/png, metrics.jsonl
+    seed: int = 0
+    world: WorldSection | None = None
+    prepare: PrepareSection | None = None
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    requests: RequestsSection = field(default_factory=RequestsSection)
+    lora: LoraSection | None = None  # LoRA adapters instead of full fine-tuning
+    train: dict = passthrough_field(training_argument_names)  # TrainingArguments, unchanged
+    guard: GuardSection = field(default_factory=GuardSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    save: SaveSection = field(default_factory=SaveSection)
+
+    def target_spec(self) -> str:
+        if self.model.target:
+            return self.model.target
+        if self.prepare is not None:
+            return str(Path(self.prepare.out_dir) / "target")
+        return ""
+
+    def retrain_spec(self) -> str | None:
+        if self.model.retrain:
+            return self.model.retrain
+        if self.prepare is not None and self.model.retrain_auc is None:
+            return str(Path(self.prepare.out_dir) / "retrain")
+        return None
+
+
+def load_unlearn_recipe(path, overrides=()) -> UnlearnRecipe:
+    return load_recipe(path, UnlearnRecipe, overrides)

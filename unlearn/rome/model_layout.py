@@ -1,0 +1,87 @@
+"""Where each architecture keeps the MLP down-projection ROME rewrites, and its orientation.
+
+ROME treats the MLP's output projection as a linear associative memory W: k -> v, with
+k ∈ R^{d_ff} (the activation after the nonlinearity/gating) and v ∈ R^{d_model} (Meng et al.
+2022, Sec. 3.1). transformers stores W two ways:
+- `nn.Linear` (Llama, Mistral, Qwen, GPT-J, GPT-NeoX): weight (d_model, d_ff), y = x Wᵀ + b;
+- GPT-2's `Conv1D`: weight (d_ff, d_model), y = x W + b — the transpose.
+`EditLayout.orientation` says which, so update.py adds ΔW the right way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from eval.attacks.logit_lens import LensLayout, get_module, lens_layout
+from lethe.errors import LetheError
+from lethe.recipe import nearest
+
+# model_type -> down-projection template ({} = layer)
+DOWN_PROJ: dict[str, str] = {
+    **{t: "model.layers.{}.mlp.down_proj"
+       for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo",
+                 "olmo2", "smollm3", "granite", "phi3", "stablelm")},
+    "gpt2": "transformer.h.{}.mlp.c_proj",
+    "gptj": "transformer.h.{}.mlp.fc_out",
+    "gpt_neo": "transformer.h.{}.mlp.c_proj",
+    "gpt_neox": "gpt_neox.layers.{}.mlp.dense_4h_to_h",
+    "phi": "model.layers.{}.mlp.fc2",
+}
+
+
+@dataclass(frozen=True)
+class EditLayout:
+    rewrite_module: str  # template with {} for the layer
+    lens: LensLayout  # blocks + final norm (logit lens)
+    n_layers: int
+
+    def module_name(self, layer: int) -> str:
+        return self.rewrite_module.format(layer)
+
+
+def resolve_layout(model, rewrite_module: str | None = None, blocks: str | None = None,
+                   final_norm: str | None = None) -> EditLayout:
+    """The edit layout of `model` (auto-detected from model_type; any name can be overridden)."""
+    model_type = getattr(model.config, "model_type", None)
+    template = rewrite_module or DOWN_PROJ.get(model_type)
+    if template is None:
+        raise LetheError(f"no down-projection template for model_type '{model_type}'; set "
+                         f"EditConfig.rewrite_module (e.g. 'model.layers.{{}}.mlp.down_proj')")
+    lens = lens_layout(model, blocks, final_norm)
+    n_layers = len(get_module(model, lens.blocks))
+    return EditLayout(template, lens, n_layers)
+
+
+def check_layer(layout: EditLayout, layer: int) -> int:
+    if not 0 <= layer < layout.n_layers:
+        raise LetheError(f"edit layer {layer} is out of range: the model has {layout.n_layers} "
+                         f"layers (0..{layout.n_layers - 1})")
+    return layer
+
+
+def rewrite_target(model, layout: EditLayout, layer: int) -> tuple[str, torch.nn.Module, str]:
+    """(module name, module, orientation) of the down-projection at `layer`.
+
+    orientation: "out_in" (nn.Linear, weight (d_model, d_ff)) or "in_out" (Conv1D, weight
+    (d_ff, d_model)).
+    """
+    check_layer(layout, layer)
+    name = layout.module_name(layer)
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n.endswith(name.rsplit(".", 1)[-1])
+                 or "mlp" in n]
+        raise LetheError(f"rewrite module '{name}' (template '{layout.rewrite_module}') not found "
+                         f"in {type(model).__name__}{nearest(name, names)}; fix "
+                         f"EditConfig.rewrite_module") from None
+    if isinstance(module, torch.nn.Linear):
+        return name, module, "out_in"
+    from transformers.pytorch_utils import Conv1D
+
+    if isinstance(module, Conv1D):
+        return name, module, "in_out"
+    raise LetheError(f"rewrite module '{name}' is a {type(module).__name__}; ROME needs an "
+                     f"nn.Linear or a GPT-2 Conv1D down-projection")
