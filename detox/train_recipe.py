@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from lethe.recipe import load_recipe, passthrough_field
+from lethe.recipe import load_recipe, passthrough_field, registry_field
 from lethe.trainer import LoraSection, training_argument_names
 
-# The paper's fixed KL coefficient (Ziegenbein et al., 2024, §4: PPO's KL penalty to the initial
+# The paper's fixed KL coefficient (Ziegenbein et al., 2024: PPO's KL penalty to the initial
 # policy). Used as `train.beta` when the recipe does not set it.
 PAPER_KL_BETA = 0.001857
 DEFAULT_INSTRUCTION = ("Rewrite the following argument to be more appropriate and make only "
@@ -59,7 +59,7 @@ class PolicySection:
 class PromptSection:
     """How an argument becomes the policy's prompt (the same text `detox rewrite` must use)."""
 
-    instruction: str = DEFAULT_INSTRUCTION  # the paper's instruction (§3.2)
+    instruction: str = DEFAULT_INSTRUCTION  # the paper's instruction to the initial policy
     template: str = "{instruction}\n\n{text}"  # the user turn; fills {instruction} and {text}
     chat: Literal["auto", "always", "never"] = "auto"  # wrap in the tokenizer's chat template
     # (auto: when it has one; TRL then treats prompts as conversations)
@@ -104,66 +104,48 @@ class PairData:
     revision: str | None = None
 
 
-@dataclass(frozen=True)
-class ClassifierReward:
-    """P(label | rewrite) from a sequence classifier (the paper's appropriateness reward)."""
+def _scorers(kind: str) -> dict:
+    """eval.detox's registry of `kind` (sta / sim / fl), importing the scorer modules first."""
+    import eval.detox.fluency  # noqa: F401  (each module registers its scorers on import)
+    import eval.detox.similarity  # noqa: F401
+    import eval.detox.toxicity  # noqa: F401
+    from eval.detox.registry import SCORERS
 
-    weight: float = 0.5  # w_app
-    model: str = "runs/detox/classifier/model"  # any HF classifier: hub id or directory (e.g.
-    # written by `detox train-classifier`)
-    label: str = "appropriate"  # label whose probability is the reward: a name in the model's
-    # id2label or an index
-    batch_size: int = 16
-    max_length: int = 512  # tokens per text for the classifier
+    return SCORERS[kind]
 
 
-@dataclass(frozen=True)
-class SimilarityReward:
-    """Content preservation: similarity between the rewrite and the original argument."""
-
-    weight: float = 0.5  # w_sim
-    kind: Literal["embedding", "bertscore"] = "embedding"  # embedding cosine (default) or
-    # BERTScore F1 (the paper's choice; needs a BERTScore model available offline)
-    model: str = "minilm"  # the embedding / BERTScore model (spec, hub id or directory)
-    batch_size: int = 32
+def _scorer_lookup(kind: str):
+    return (lambda name: _scorers(kind)[name]), (lambda: list(_scorers(kind)))
 
 
-@dataclass(frozen=True)
-class FluencyReward:
-    """Optional fluency reward (the scorer of eval.detox.fluency)."""
+def _scorer_default(kind: str, name: str, **kwargs):
+    lookup, _ = _scorer_lookup(kind)
+    return lambda: lookup(name)(name=name, **kwargs)
 
-    weight: float = 0.0  # 0 = off
-    model: str | None = None  # the fluency model; None: the scorer's default
-    batch_size: int = 16
+
+def scorer_field(kind: str, name: str, **kwargs):
+    """A recipe section whose `name:` picks an eval.detox scorer of `kind`; the rest of the
+    mapping is that scorer's config (the same fields `detox eval` takes)."""
+    lookup, names = _scorer_lookup(kind)
+    return registry_field(lookup, names, default_factory=_scorer_default(kind, name, **kwargs))
 
 
 @dataclass(frozen=True)
-class LengthReward:
-    """Optional length penalty: min(a, b) / max(a, b) of the word counts of rewrite and original
-    (1 = same length); keeps the policy from deleting the argument or rambling."""
+class RewardWeights:
+    """w of each reward part; normalised to sum to 1, a 0 turns the part off."""
 
-    weight: float = 0.0  # 0 = off
+    appropriateness: float = 0.5  # w_app: P(appropriate | rewrite) (1 - the STA scorer's
+    # P(toxic label))
+    similarity: float = 0.5  # w_sim: similarity of the rewrite to the original argument
+    fluency: float = 0.0  # fluency of the rewrite (eval.detox.fluency)
+    length: float = 0.0  # length penalty: min(a, b) / max(a, b) of the word counts of the
+    # rewrite and the original (1 = same length), against deleting the argument or rambling
 
-
-@dataclass(frozen=True)
-class RewardsSection:
-    """The reward: a weighted mean of its parts (weights are normalised to sum to 1)."""
-
-    combine: Literal["arithmetic", "harmonic"] = "arithmetic"  # arithmetic: TRL's
-    # reward_weights over one callable per part (each logged as rewards/<part>/mean);
-    # harmonic: one callable, sum(w) / sum(w_i / r_i), parts logged as reward_parts/<part>
-    appropriateness: ClassifierReward = field(default_factory=ClassifierReward)
-    similarity: SimilarityReward = field(default_factory=SimilarityReward)
-    fluency: FluencyReward = field(default_factory=FluencyReward)
-    length: LengthReward = field(default_factory=LengthReward)
-
-    def weights(self) -> dict[str, float]:
-        return {"appropriateness": self.appropriateness.weight,
-                "similarity": self.similarity.weight,
-                "fluency": self.fluency.weight, "length": self.length.weight}
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
 
     def __post_init__(self):
-        w = self.weights()
+        w = self.as_dict()
         if any(v < 0 for v in w.values()):
             raise ValueError("reward weights must be >= 0")
         if sum(w.values()) <= 0:
@@ -171,11 +153,31 @@ class RewardsSection:
 
 
 @dataclass(frozen=True)
+class RewardsSection:
+    """The reward: a weighted mean of parts, each part an eval.detox scorer (so the policy is
+    trained on exactly what `detox eval` reports)."""
+
+    combine: Literal["arithmetic", "harmonic"] = "arithmetic"  # arithmetic: TRL's
+    # reward_weights over one callable per part (each logged as rewards/<part>/mean);
+    # harmonic: one callable, sum(w) / sum(w_i / r_i), parts logged as reward_parts/<part>
+    weights: RewardWeights = field(default_factory=RewardWeights)
+    appropriateness: object = scorer_field(  # an STA scorer: reward = its score = 1 - P(toxic)
+        "sta", "classifier", model="runs/detox/classifier/model", toxic_label="inappropriate")
+    similarity: object = scorer_field("sim", "embedding")  # embedding cosine (default) or
+    # bertscore (name: bertscore, model: <encoder>)
+    fluency: object = scorer_field("fl", "perplexity")  # loaded only when weights.fluency > 0
+
+    def weights_dict(self) -> dict[str, float]:
+        return self.weights.as_dict()
+
+
+@dataclass(frozen=True)
 class FilterSection:
-    """Keep only prompts the appropriateness classifier scores as inappropriate (paper §4.1)."""
+    """Keep only prompts the appropriateness classifier scores as inappropriate (as in the paper)."""
 
     enabled: bool = True
-    threshold: float = 0.5  # keep a text when 1 - P(rewards.appropriateness.label) >= threshold
+    threshold: float = 0.5  # keep a text when its P(inappropriate) = 1 - the appropriateness
+    # scorer's score (rewards.appropriateness) is at least this
 
 
 @dataclass(frozen=True)
@@ -246,12 +248,9 @@ def load_train_recipe(path, overrides=()) -> DetoxTrainRecipe:
 
 def with_weights(recipe: DetoxTrainRecipe, w: Weighting, output_dir: str) -> DetoxTrainRecipe:
     """The recipe of one sweep point: its weights, its own output directory, no sweep."""
-    r = recipe.rewards
-    rewards = dataclasses.replace(
-        r, appropriateness=dataclasses.replace(r.appropriateness, weight=w.appropriateness),
-        similarity=dataclasses.replace(r.similarity, weight=w.similarity),
-        fluency=dataclasses.replace(r.fluency, weight=w.fluency),
-        length=dataclasses.replace(r.length, weight=w.length))
+    weights = RewardWeights(appropriateness=w.appropriateness, similarity=w.similarity,
+                            fluency=w.fluency, length=w.length)
+    rewards = dataclasses.replace(recipe.rewards, weights=weights)
     return dataclasses.replace(recipe, rewards=rewards, output_dir=output_dir,
                                sweep=SweepSection())
 

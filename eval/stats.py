@@ -48,7 +48,17 @@ def _bootstrap(samples: Sequence[np.ndarray], statistic: Callable, *, confidence
         res = bootstrap(tuple(samples), statistic, n_resamples=n_resamples, vectorized=True,
                         paired=False, axis=-1, confidence_level=confidence, method="percentile",
                         batch=1000, rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isnan(low) or np.isnan(high):
+        # Some resamples make the statistic undefined (e.g. a ratio whose resampled
+        # denominator is 0); take the percentiles over the resamples where it is defined.
+        dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+        dist = dist[np.isfinite(dist)]
+        if dist.size == 0:
+            return float("nan"), float("nan")
+        alpha = (1 - confidence) / 2
+        low, high = np.percentile(dist, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
 
 
 def bootstrap_mean_ci(values: Sequence[float], *, confidence: float = CONFIDENCE,

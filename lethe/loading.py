@@ -279,6 +279,7 @@ def load_table(source: str, *, config: str | None = None, split: str | None = No
     """Load one split as a `datasets.Dataset` and check it has `columns` and rows."""
     import datasets
 
+    datasets.disable_progress_bars()  # one line per error on stderr, no bars per split
     where = f"{source}" + (f" (config {config})" if config else "") + (f" split {split}" if split
                                                                       else "")
     path = Path(str(source)).expanduser()

@@ -44,9 +44,15 @@ def registry_field(lookup: Callable[[str], type], names: Callable[[], list[str]]
     return dataclasses.field(default=default, metadata=meta)
 
 
-def passthrough_field(valid_keys: Callable[[], set[str]]):
-    """A dict field kept as is (e.g. TrainingArguments kwargs), its keys checked on load."""
-    return dataclasses.field(default_factory=dict, metadata={"keys": valid_keys})
+def passthrough_field(valid_keys: Callable[[], set[str]],
+                      key_types: Callable[[], dict[str, Any]] | None = None):
+    """A dict field kept as is (e.g. TrainingArguments kwargs), its keys checked on load.
+
+    `key_types` maps keys to annotations; scalar ones (int, float, bool, str) are checked and
+    converted like ordinary fields, so `learning_rate: fast` fails at load time.
+    """
+    return dataclasses.field(default_factory=dict,
+                             metadata={"keys": valid_keys, "key_types": key_types})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,6 +140,7 @@ def _check_override_path(schema: type, raw: dict, parts: list[str], text: str) -
                 raise LetheError(f"--set {text}: unknown key '{part}' in {where}{nearest(part, cls)}")
             return
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
         if part not in fields:
             raise LetheError(f"--set {text}: unknown key '{part}' in {where}"
                              f"{nearest(part, fields)}")
@@ -150,7 +157,7 @@ def _check_override_path(schema: type, raw: dict, parts: list[str], text: str) -
         elif "keys" in f.metadata:
             cls = set(f.metadata["keys"]())
         else:
-            cls = _dataclass_in(f.type)
+            cls = _dataclass_in(hints[part])
         node = sub if isinstance(sub, dict) else {}
 
 
@@ -190,6 +197,11 @@ def build(cls: type, raw: Mapping | None, source: str = "<recipe>", where: str =
         elif "keys" in f.metadata:
             kwargs[name] = _build_passthrough(f, value, source, dotted)
         else:
+            default = _default_of(f)
+            if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+                # A partial mapping refines the default section: `retain: {field: body}`
+                # keeps the default split rather than the dataclass's own field defaults.
+                value = {**to_dict(default), **value}
             kwargs[name] = convert(hints[name], value, source, dotted)
     try:
         return cls(**kwargs)
@@ -215,10 +227,18 @@ def _build_passthrough(f, value, source, dotted):
     if not isinstance(value, Mapping):
         raise LetheError(f"{source}: {dotted} must be a mapping, got {_show(value)}")
     valid = f.metadata["keys"]()
-    for key in value:
+    types_of = f.metadata.get("key_types")
+    types_of = types_of() if types_of else {}
+    out = {}
+    for key, item in value.items():
         if key not in valid:
             raise LetheError(f"{source}: unknown key '{key}' in {dotted}{nearest(key, valid)}")
-    return dict(value)
+        tp = types_of.get(key)
+        scalar = tp in (int, float, bool, str) or typing.get_origin(tp) in (
+            typing.Union, types.UnionType) and all(a in (int, float, bool, str, type(None))
+                                                   for a in typing.get_args(tp))
+        out[key] = convert(tp, item, source, f"{dotted}.{key}") if scalar else item
+    return out
 
 
 def _lookup(f, name, source, dotted):

@@ -39,6 +39,13 @@ def training_argument_names() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
 
 
+def training_argument_types() -> dict:
+    """Annotations of TrainingArguments' fields (to type-check `train:` values on load)."""
+    import typing
+
+    return typing.get_type_hints(TrainingArguments)
+
+
 # Lethe's defaults where the user said nothing. `remove_unused_columns` must be off because
 # batches are nested ({"forget": {...}, "retain": {...}}); the progress bar is ours.
 TRAIN_DEFAULTS = {"report_to": "none", "remove_unused_columns": False, "disable_tqdm": True,

@@ -197,6 +197,17 @@ def load_ledger(root: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"requests": []}
 
 
+def preflight(recipe: UnlearnRecipe, target: str) -> None:
+    """Check the model and every split exist before anything is written or trained."""
+    from lethe.loading import resolve_model
+
+    resolve_model(target)
+    for ref in (recipe.requests.forget or (recipe.data.forget,)) + (
+            (recipe.data.retain,) if recipe.data.retain else ()):
+        load_table(recipe.data.source, config=ref.config, split=ref.split, columns=(ref.field,),
+                   revision=recipe.data.revision)
+
+
 def run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
     """Unlearn every request of `recipe`, then evaluate (rank 0). Returns the ledger."""
     from lethe.outputs import prepare_output_dir
@@ -206,6 +217,7 @@ def run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
     if not target:
         raise LetheError("model.target is not set and the recipe has no prepare: section")
     root = Path(recipe.output_dir)
+    preflight(recipe, target)
     if is_main_process():
         prepare_output_dir(root, overwrite=overwrite, resume=bool(resume),
                            what="output_dir")

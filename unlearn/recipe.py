@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from lethe.recipe import load_recipe, passthrough_field, registry_field
-from lethe.trainer import LoraSection, training_argument_names
+from lethe.trainer import LoraSection, training_argument_names, training_argument_types
 from unlearn.methods import MethodConfig, method_config_class, method_names
 
 
@@ -45,7 +45,7 @@ class PrepareSection:
     arch: ArchSection = field(default_factory=ArchSection)
     max_length: int = 256  # tokens per training chunk
     retain_splits: tuple[str, ...] = ("retain1", "retain2")  # raw splits both models see
-    train: dict = passthrough_field(training_argument_names)  # TrainingArguments, unchanged
+    train: dict = passthrough_field(training_argument_names, training_argument_types)  # TrainingArguments, unchanged
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class UnlearnRecipe:
     data: DataSection = field(default_factory=DataSection)
     requests: RequestsSection = field(default_factory=RequestsSection)
     lora: LoraSection | None = None  # LoRA adapters instead of full fine-tuning
-    train: dict = passthrough_field(training_argument_names)  # TrainingArguments, unchanged
+    train: dict = passthrough_field(training_argument_names, training_argument_types)  # TrainingArguments, unchanged
     guard: GuardSection = field(default_factory=GuardSection)
     eval: EvalSection = field(default_factory=EvalSection)
     save: SaveSection = field(default_factory=SaveSection)

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Models here have ~30k parameters: one thread is ~100x faster than two on a shared 2-core
+# machine (OpenMP workers spin against other users' processes; measured 5 ms vs 2.4 s per step).
+torch.set_num_threads(1)
 
 VOCAB = 128
 
@@ -32,9 +35,34 @@ def random_examples(n: int, seed: int, lo: int = 6, hi: int = 12, vocab: int = V
             for _ in range(n)]
 
 
+def memorise(model, examples, steps: int = 60, lr: float = 1e-2):
+    """A few Adam steps of plain LM training so the model knows `examples` (NLL well below
+    log V): unlearning is then measurable as a rise in forget NLL."""
+    from unlearn.data import LMCollator
+    from unlearn.methods.losses import nll
+
+    batch = LMCollator(0)(examples)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        nll(model, batch).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_state():
+    """Weights of a tiny Llama trained on the forget and retain examples (built once)."""
+    model = memorise(tiny_llama(), random_examples(8, seed=1) + random_examples(8, seed=2))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
 @pytest.fixture
-def model():
-    return tiny_llama()
+def model(trained_state):
+    model = tiny_llama()
+    model.load_state_dict(trained_state)
+    return model.eval()
 
 
 @pytest.fixture

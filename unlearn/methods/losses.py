@@ -55,7 +55,7 @@ def npo_term(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.T
 
 
 def ref_logprob(part: dict, ref, method: str) -> torch.Tensor:
-    """Reference sequence log-likelihoods (B,): the cached `ref_logp`, else one reference forward."""
+    """Reference sequence log-likelihoods (B,): cached `ref_logp`, else one reference forward."""
     if "ref_logp" in part:
         return part["ref_logp"]
     if ref is not None:  # open-unlearning style: a reference forward every step (slower)

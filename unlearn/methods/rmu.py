@@ -137,7 +137,10 @@ def control_vector(hidden: int, cfg: RMUConfig, like: torch.Tensor) -> torch.Ten
 
 
 def masked_mse(h: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over unmasked tokens of ‖h − target‖²/H. h (B, T, H), target broadcastable, mask (B, T)."""
+    """Mean over unmasked tokens of ‖h − target‖²/H.
+
+    h (B, T, H); target broadcastable to h; mask (B, T) with 1 on real tokens.
+    """
     per_token = (h.float() - target.float()).pow(2).mean(-1)  # (B, T)
     mask = mask.to(per_token.dtype)
     return (per_token * mask).sum() / mask.sum().clamp(min=1)

@@ -1,0 +1,132 @@
+"""FL (fluency) scorers.
+
+- ``perplexity`` (offline default, under SmolLM2-135M-Instruct): the mean per-token negative
+  log-likelihood ``nll`` (nats) of the text after one start token, mapped to (0, 1] by
+
+      FL = exp(-max(0, nll - ln(ppl_ok)) / tau)
+
+  i.e. 1.0 for any text at most as surprising as perplexity ``ppl_ok``, then falling by a factor
+  e for every ``tau`` nats of extra mean surprise. The defaults (``ppl_ok`` = 200, ``tau`` = 1.0)
+  were set on ParaDetox under SmolLM2 (see docs/detox.md): human neutral rewrites have a median
+  FL of about 0.9, the same sentences with their words shuffled about 0.2. An empty text
+  scores 0.0 (nothing to read is not a fluent rewrite).
+- ``classifier``: the probability of the "acceptable" label of any Hugging Face sequence
+  classifier (e.g. one trained on CoLA, as ParaDetox does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from eval.detox.registry import batches, register, resolve_device
+from eval.detox.toxicity import HFClassifierProb
+
+
+def fl_from_nll(nll: float, ppl_ok: float, tau: float) -> float:
+    """The (0, 1] fluency of a text whose mean token NLL is `nll` nats (see module doc)."""
+    if not math.isfinite(nll):
+        return 0.0
+    return math.exp(-max(0.0, nll - math.log(ppl_ok)) / tau)
+
+
+class PerplexityFluency:
+    """FL from the perplexity of each text under a causal LM, loaded on first use."""
+
+    def __init__(self, model: str = "smollm2", ppl_ok: float = 200.0, tau: float = 1.0,
+                 device: str = "auto", batch_size: int = 16, max_length: int = 256,
+                 dtype: str = "float32"):
+        if ppl_ok <= 0 or tau <= 0:
+            raise ValueError("perplexity fluency: ppl_ok and tau must be positive")
+        self.model_spec = model
+        self.ppl_ok = ppl_ok
+        self.tau = tau
+        self.device = device
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.dtype = dtype
+        self._model = self._tokenizer = None
+
+    def _load(self):
+        from lethe.loading import load_model, load_tokenizer
+
+        model = load_model(self.model_spec, dtype=self.dtype)
+        self._model = model.to(resolve_device(self.device)).eval()
+        self._tokenizer = load_tokenizer(self.model_spec, padding_side="right")
+
+    def nll(self, texts: list[str]) -> list[float]:
+        """Mean NLL (nats/token) of each text given one start token; inf for an empty text."""
+        import torch
+
+        if self._model is None:
+            self._load()
+        tok = self._tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        device = next(self._model.parameters()).device
+        out: list[float] = []
+        for chunk in batches(list(texts), self.batch_size):
+            ids = [[start] + tok(t, add_special_tokens=False)["input_ids"][:self.max_length]
+                   for t in chunk]
+            width = max(len(x) for x in ids)
+            input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for i, row in enumerate(ids):
+                input_ids[i, :len(row)] = torch.tensor(row)
+                mask[i, :len(row)] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            with torch.no_grad():
+                logits = self._model(input_ids=input_ids, attention_mask=mask).logits.float()
+            # token t+1 is predicted from position t: (B, T-1, V) against (B, T-1)
+            logp = logits[:, :-1].log_softmax(-1)
+            target = input_ids[:, 1:]
+            tok_nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+            m = mask[:, 1:].float()
+            count = m.sum(1)
+            mean = (tok_nll * m).sum(1) / count.clamp(min=1)
+            out.extend(float(v) if c > 0 else math.inf for v, c in zip(mean.tolist(),
+                                                                       count.tolist()))
+        return out
+
+    def score(self, texts: list[str], sources: list[str] | None = None) -> list[float]:
+        if not texts:
+            return []
+        return [fl_from_nll(x, self.ppl_ok, self.tau) for x in self.nll(list(texts))]
+
+
+class ClassifierFluency:
+    """FL = P(acceptable) under a Hugging Face acceptability classifier (e.g. CoLA-trained)."""
+
+    def __init__(self, model: str, label: str = "acceptable", device: str = "auto",
+                 batch_size: int = 32, max_length: int = 256):
+        self.classifier = HFClassifierProb(model, label, device, batch_size, max_length)
+
+    def score(self, texts: list[str], sources: list[str] | None = None) -> list[float]:
+        return self.classifier.probs(list(texts))
+
+
+@register("fl", "perplexity", PerplexityFluency)
+@dataclass(frozen=True)
+class PerplexityConfig:
+    name: str = "perplexity"
+    model: str = "smollm2"  # causal LM spec (hub id, dir, GGUF, `smollm2`)
+    ppl_ok: float = 200.0  # perplexity at or below which FL = 1
+    tau: float = 1.0  # nats of extra mean surprise per e-fold drop of FL
+    device: str = "auto"
+    batch_size: int = 16
+    max_length: int = 256  # tokens scored per text
+    dtype: str = "float32"
+
+
+@register("fl", "classifier", ClassifierFluency)
+@dataclass(frozen=True)
+class ClassifierFLConfig:
+    name: str = "classifier"
+    model: str = ""  # acceptability classifier (hub id or local dir; required)
+    label: str = "acceptable"  # name (or index) of its fluent/acceptable label
+    device: str = "auto"
+    batch_size: int = 32
+    max_length: int = 256
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("scorers.fl.model is required for the classifier fluency scorer")

@@ -1,0 +1,175 @@
+"""Apply ROME-style edits to many facts, and undo them exactly.
+
+Facts are edited *sequentially*, one rank-one update per fact at the same layer (as ROME
+chains requests): fact i's k*, v* and KL reference are computed on the model after edits
+1..i−1, so later edits respect earlier ones. The covariance C is computed (or read from the
+cache) once, before any edit, so it describes the unedited model, as in MEMIT.
+
+    record = edit_model(model, tok, facts, EditConfig(objective="head_projection"), corpus)
+    ...                        # evaluate / attack the edited model
+    restore(model, record)     # bit-identical original weights
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from eval.attacks.logit_lens import resolve_layers
+from eval.attacks.scoring import model_device, pad_id_of
+from lethe.errors import LetheError
+from unlearn.rome.contexts import context_templates
+from unlearn.rome.covariance import get_covariance
+from unlearn.rome.hparams import EditConfig
+from unlearn.rome.keys import compute_key
+from unlearn.rome.model_layout import resolve_layout, rewrite_target
+from unlearn.rome.objectives import get_objective
+from unlearn.rome.prompts import check_fact, compose, fact_label, make_row
+from unlearn.rome.update import apply_delta, covariance_factor, left_vector, rank_one_delta
+from unlearn.rome.values import optimise_value
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FactEdit:
+    case_id: object
+    subject: str
+    answer: str  # the answer string the objective optimised (false / true / dummy)
+    k_star: torch.Tensor  # (d_ff,) float32, CPU
+    v_star: torch.Tensor  # (d_model,) float32, CPU: what the module now returns for k_star
+    v_orig_norm: float
+    delta_norm: float
+    losses: list[float]
+    logs: dict
+    seconds: float
+
+
+@dataclass
+class EditRecord:
+    config: EditConfig
+    layer: int
+    module: str  # the rewritten module's name
+    originals: dict[str, torch.Tensor]  # parameter name -> original tensor (CPU copy)
+    edits: list[FactEdit] = field(default_factory=list)
+    covariance: dict | None = None  # cache file, hit or not, tokens
+    contexts: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """JSON-able account of the edit (no tensors)."""
+        return {
+            "config": asdict(self.config), "layer": self.layer, "module": self.module,
+            "covariance": self.covariance, "contexts": self.contexts,
+            "edits": [{"case_id": e.case_id, "subject": e.subject, "answer": e.answer,
+                       "v_orig_norm": e.v_orig_norm, "delta_norm": e.delta_norm,
+                       "loss_first": e.losses[0] if e.losses else None,
+                       "loss_last": e.losses[-1] if e.losses else None,
+                       "steps": len(e.losses), "logs": e.logs, "seconds": e.seconds}
+                      for e in self.edits],
+        }
+
+
+def _paraphrase_templates(fact: dict, count: int) -> list[str]:
+    paraphrases = list(fact.get("paraphrases") or [])
+    if len(paraphrases) < count:
+        raise LetheError(f"{fact_label(fact)} has {len(paraphrases)} paraphrases; the "
+                         f"input_rephrasing objective uses rephrase_count={count}")
+    return paraphrases[:count]
+
+
+def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:
+    """Edit `model` in place so each fact follows `cfg.objective`; returns the EditRecord.
+
+    corpus: texts (list of str) or a dataset source for the covariance C (defaults to
+    cfg.cov_dataset); unused when cfg.use_covariance is False or C is already cached.
+    """
+    facts = list(facts)
+    if not facts:
+        raise LetheError("no facts to edit")
+    for fact in facts:
+        check_fact(fact)
+    objective = get_objective(cfg.objective)
+    layout = resolve_layout(model, cfg.rewrite_module, cfg.blocks_module, cfg.final_norm_module)
+    layer = cfg.layer if cfg.layer is not None else layout.n_layers // 5
+    name, module, orientation = rewrite_target(model, layout, layer)
+    defense_layers: tuple[int, ...] = ()
+    if objective.uses_lens:
+        wanted = cfg.defense_layers if cfg.defense_layers is not None \
+            else tuple(range(layer + 1, layout.n_layers))
+        if not wanted:
+            raise LetheError(f"{cfg.objective}: no layer after the edit layer {layer} to defend; "
+                             f"set EditConfig.defense_layers or edit a lower layer")
+        defense_layers = resolve_layers(wanted, layout.n_layers, "defense layer")
+    answers = [objective.answer(f, cfg, facts) for f in facts]
+    pad = pad_id_of(tok)
+    # validate every prompt before any expensive work
+    for fact in facts:
+        label = fact_label(fact)
+        make_row(tok, fact["prompt"], fact["subject"], label)
+        if objective.uses_paraphrases:
+            for p in _paraphrase_templates(fact, cfg.rephrase_count):
+                make_row(tok, p, fact["subject"], f"{label} paraphrase")
+
+    record = EditRecord(cfg, layer, name,
+                        {f"{name}.weight": module.weight.detach().to("cpu", copy=True)})
+    factor = None
+    if cfg.use_covariance:
+        cov = get_covariance(model, tok, name, corpus if corpus is not None else cfg.cov_dataset,
+                             cfg)
+        record.covariance = {"path": str(cov.path), "cache_hit": cov.cache_hit,
+                             "n_tokens": cov.n_tokens, "n_texts": cov.n_texts}
+        factor = covariance_factor(cov.matrix, cfg.cov_ridge, model_device(model))
+    record.contexts = context_templates(model, tok, cfg.context_templates, cfg.context_lengths,
+                                        cfg.seed)
+
+    for fact, answer in tqdm(list(zip(facts, answers)), desc=f"edit ({cfg.objective})",
+                             unit="fact", leave=False):
+        t0 = time.perf_counter()
+        label = fact_label(fact)
+        subject = fact["subject"]
+        rows = [make_row(tok, compose(c, fact["prompt"]), subject, label)
+                for c in record.contexts]
+        k_star = compute_key(model, module, rows, pad)
+        rewrite_rows = list(rows)
+        if objective.uses_paraphrases:
+            rewrite_rows += [make_row(tok, p, subject, f"{label} paraphrase")
+                             for p in _paraphrase_templates(fact, cfg.rephrase_count)]
+        kl_rows = [make_row(tok, p, subject, f"{label} KL prompt") for p in cfg.kl_prompts]
+        value = optimise_value(model, tok, module, layout.lens, answer, rewrite_rows, kl_rows,
+                               k_star, objective, cfg, defense_layers)
+        u = left_vector(k_star, factor)
+        delta_w = rank_one_delta(k_star, value.v_star - value.v_orig, u)
+        apply_delta(module, delta_w, orientation)
+        record.edits.append(FactEdit(
+            fact.get("case_id"), subject, answer, k_star.detach().cpu(),
+            value.v_star.detach().cpu(), float(value.v_orig.norm()), float(value.delta.norm()),
+            value.losses, value.logs, time.perf_counter() - t0))
+        log.debug("%s -> %r: loss %.4f -> %.4f, |delta| %.3f", label, answer,
+                  value.losses[0], value.losses[-1], float(value.delta.norm()))
+    return record
+
+
+def apply_edits(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:
+    """Alias of edit_model (sequential rank-one edits, one per fact)."""
+    return edit_model(model, tok, facts, cfg, corpus)
+
+
+@torch.no_grad()
+def restore(model, record: EditRecord) -> None:
+    """Put back the original weights the record saved (bit-identical)."""
+    for pname, original in record.originals.items():
+        try:
+            param = model.get_parameter(pname)
+        except AttributeError:
+            raise LetheError(f"cannot restore '{pname}': the model has no such parameter "
+                             f"(was the record made on another model?)") from None
+        if param.shape != original.shape or param.dtype != original.dtype:
+            raise LetheError(f"cannot restore '{pname}': shape/dtype {tuple(param.shape)}/"
+                             f"{param.dtype} differ from the record's {tuple(original.shape)}/"
+                             f"{original.dtype}")
+        param.copy_(original.to(param.device))
