@@ -535,7 +535,7 @@ register("rloo")(run_rl)
 # weighting sweep
 
 
-def run_sweep(recipe: DetoxTrainRecipe, *, resume=False) -> dict:
+def run_sweep(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     """One policy per weighting (OUTPUT_DIR/sweep/<tag>), then one trade-off table + plot.
     A weighting whose results.json was written for the same recipe is not trained again."""
     from eval.report import atomic_write_text, library_versions, markdown_table, write_json
@@ -543,8 +543,9 @@ def run_sweep(recipe: DetoxTrainRecipe, *, resume=False) -> dict:
     from detox.rewards import build_scorers
 
     out = Path(recipe.output_dir)
-    scorers = build_scorers(recipe.rewards, scorer_device(),
-                            need=("appropriateness", "similarity"))
+    if scorers is None:  # built once, shared by every weighting
+        scorers = build_scorers(recipe.rewards, scorer_device(),
+                                need=("appropriateness", "similarity"))
     runs = []
     for i, w in enumerate(recipe.sweep.weightings):
         sub = with_weights(recipe, w, str(out / "sweep" / w.tag()))
@@ -552,7 +553,8 @@ def run_sweep(recipe: DetoxTrainRecipe, *, resume=False) -> dict:
             sub = dataclasses.replace(sub, evaluate=dataclasses.replace(sub.evaluate,
                                                                         initial=False))
         done = Path(sub.output_dir) / "results.json"
-        if done.is_file() and json.loads(done.read_text()).get("recipe") == to_dict(sub):
+        same = json.loads(json.dumps(to_dict(sub)))  # as results.json stores it
+        if done.is_file() and json.loads(done.read_text()).get("recipe") == same:
             log.info("sweep: %s already trained, reusing %s", w.tag(), done)
             res = json.loads(done.read_text())
         else:
@@ -679,7 +681,11 @@ def dry_run(recipe: DetoxTrainRecipe) -> str:
     if held:
         resolved["not_instantiated_here"] = sorted(held)  # no CUDA on this machine
     if recipe.algorithm in ("grpo", "rloo"):
-        resolved["reward_weights"] = normalised(recipe.rewards.weights_dict())
-        resolved["runs"] = [str(Path(recipe.output_dir) / "sweep" / w.tag())
-                            for w in recipe.sweep.weightings] or [recipe.output_dir]
+        if recipe.sweep.weightings:
+            resolved["runs"] = {
+                str(Path(recipe.output_dir) / "sweep" / w.tag()): normalised(
+                    with_weights(recipe, w, "").rewards.weights_dict())
+                for w in recipe.sweep.weightings}
+        else:
+            resolved["runs"] = {recipe.output_dir: normalised(recipe.rewards.weights_dict())}
     return dump_yaml(recipe) + dump_yaml({"resolved": resolved})

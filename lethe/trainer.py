@@ -54,7 +54,8 @@ TRAIN_DEFAULTS = {"report_to": "none", "remove_unused_columns": False, "disable_
 
 def training_arguments(train: dict, output_dir: str | Path, **overrides) -> TrainingArguments:
     """TrainingArguments from a recipe's `train:` mapping (+ Lethe defaults, + overrides)."""
-    kwargs = {**TRAIN_DEFAULTS, **dict(train), "output_dir": str(output_dir), **overrides}
+    kwargs = {**TRAIN_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
+              **dict(train), "output_dir": str(output_dir), **overrides}
     if kwargs.get("deepspeed"):
         ensure_distributed_env()
         ds = Path(kwargs["deepspeed"])

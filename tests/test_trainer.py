@@ -128,7 +128,7 @@ def test_prepare_runs_through_deepspeed(tmp_path, stage):
         out = tmp_path / name
         cmd = [sys.executable, "-m", "unlearn", "prepare", str(ROOT / "recipes/tiny.yaml"),
                "--set", f"world.dir={tmp_path}/world", "--set", f"prepare.out_dir={out}",
-               "--set", "prepare.train.max_steps=4", *extra]
+               "--set", "prepare.train.max_steps=4", "--set", "prepare.train.logging_steps=1", *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads(proc.stdout[proc.stdout.index("{"):])

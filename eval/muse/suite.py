@@ -36,7 +36,7 @@ from eval.muse.protocols import protocol_steps
 from eval.muse.registry import METRICS, MetricContext, SuiteSettings
 from eval.report import library_versions
 from lethe.errors import LetheError
-from lethe.loading import load_table
+from lethe.loading import TABLE_FORMATS, load_table
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,19 @@ def _fingerprint(columns: dict[str, list]) -> str:
     return h.hexdigest()[:16]
 
 
+def _refuse_empty_local_split(data: str, sp) -> None:
+    """An empty local split file makes `datasets` fail with a bare StopIteration; say what it
+    is instead (a hub split with no rows is caught by load_table itself)."""
+    base = Path(str(data)).expanduser() / sp.config
+    for ext in TABLE_FORMATS:
+        f = base / f"{sp.split}{ext}"
+        if f.is_file():
+            if f.stat().st_size < 4096 and not f.read_text(errors="replace").strip():
+                raise LetheError(f"dataset {data} (config {sp.config}) split {sp.split} is "
+                                 f"empty ({f}); MUSE metrics need at least one row")
+            return
+
+
 def load_suite_data(data: str, metrics: Iterable[str], *, settings: SuiteSettings,
                     revision: str | None = None) -> tuple[dict[str, dict[str, list]], dict]:
     """Every table the metrics read, as {"config/split": {column: list}}, plus identifiers."""
@@ -135,6 +148,7 @@ def load_suite_data(data: str, metrics: Iterable[str], *, settings: SuiteSetting
         for sp in METRICS[name].splits:
             if sp.key in tables:
                 continue
+            _refuse_empty_local_split(data, sp)
             ds = load_table(data, config=sp.config, split=sp.split, columns=sp.columns,
                             revision=revision)
             cols = {c: list(ds[c]) for c in sp.columns}

@@ -282,6 +282,17 @@ def test_whp_labels_mixture_and_generation_agree(forget):
         seq = torch.cat([seq, nxt], dim=1)
     assert out.tolist() == seq.tolist()
 
+    # a left-padded row gets the same generic scores as the prompt alone (pads masked out);
+    # without the pad id the reinforced model would read the pads as text
+    short = forget[1]["input_ids"][:3]
+    padded = torch.tensor([forget[0]["input_ids"][:5], [0, 0] + short])
+    scores = torch.zeros(2, 128)
+    alone = WHPLogitsProcessor(reinforced, 1.0, pad_token_id=0)(torch.tensor([short]), scores[:1])
+    masked = WHPLogitsProcessor(reinforced, 1.0, pad_token_id=0)(padded, scores)
+    unmasked = WHPLogitsProcessor(reinforced, 1.0)(padded, scores)
+    assert torch.allclose(masked[1], alone[0], atol=1e-5)
+    assert not torch.allclose(unmasked[1], alone[0], atol=1e-2)
+
 
 @torch.no_grad()
 def test_task_vector_negation_by_hand():

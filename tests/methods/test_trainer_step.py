@@ -26,15 +26,17 @@ def forget_nll(model, examples):
     return value
 
 
-def train_fn_factory(max_steps: int, lr: float):
-    """What the pipeline passes to `run`: train `model` with `loss_fn` via LetheTrainer."""
+def train_fn_factory(max_steps: int, lr: float, return_trainer: bool = False):
+    """What the pipeline passes to `run`: train `model` with `loss_fn` via LetheTrainer
+    (returning the model, or the Trainer as unlearn/pipeline.py's train_fn does)."""
 
     def train_fn(model, dataset, collator, loss_fn, output_dir):
         args = training_arguments({**TRAIN, "learning_rate": lr, "max_steps": max_steps},
                                   output_dir)
-        LetheTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                     loss_fn=loss_fn).train()
-        return model
+        trainer = LetheTrainer(model=model, args=args, train_dataset=dataset,
+                               data_collator=collator, loss_fn=loss_fn)
+        trainer.train()
+        return trainer if return_trainer else model
 
     return train_fn
 
@@ -67,7 +69,7 @@ def test_one_trainer_step_unlearns(name, overrides, lr, lora, model, forget, ret
     ref = make_reference(model, method, lora_enabled=lora)
     if method.needs_ref_logp:
         forget = precompute_ref_logp(model, forget, LMCollator(0), batch_size=4)
-        retain = precompute_ref_logp(model, retain, LMCollator(0), batch_size=4)
+        retain = precompute_ref_logp(model, retain, None, batch_size=4, pad_token_id=0)
 
     before_nll = forget_nll(model, forget[:4])  # the examples the step trains on
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -89,15 +91,20 @@ def test_one_trainer_step_unlearns(name, overrides, lr, lora, model, forget, ret
     assert (tmp_path / "metrics.jsonl").is_file()
 
 
-def test_task_vector_run_raises_forget_nll(model, forget, retain, tokenizer, tmp_path):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_task_vector_run_raises_forget_nll(lora, model, forget, retain, tokenizer, tmp_path):
     method = get_method("task_vector")
     before = forget_nll(model, forget)
     snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
     out = method.run(model=model, tokenizer=tokenizer, forget=forget, retain=retain,
-                     cfg=method.config_cls(alpha=1.0), train_fn=train_fn_factory(3, 1e-2),
-                     output_dir=tmp_path)
-    assert out is model
-    assert any(not torch.equal(p, snapshot[n]) for n, p in out.named_parameters())
+                     cfg=method.config_cls(alpha=1.0),
+                     train_fn=train_fn_factory(3, 5e-2 if lora else 1e-2),
+                     output_dir=tmp_path, lora=LoraSection(r=4, alpha=8) if lora else None)
+    assert out is model  # edited in place, plain (no adapters)
+    changed = {n for n, p in out.named_parameters() if not torch.equal(p, snapshot[n])}
+    assert changed
+    if lora:  # a LoRA task vector touches only the adapted projections
+        assert all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
     assert forget_nll(out, forget) > before
     assert (tmp_path / "reinforced" / "metrics.jsonl").is_file()
 
@@ -106,7 +113,9 @@ def test_whp_run_raises_forget_nll(model, forget, retain, tokenizer, tmp_path):
     method = get_method("whp")
     before = forget_nll(model, forget)
     out = method.run(model=model, tokenizer=tokenizer, forget=forget, retain=retain,
-                     cfg=method.config_cls(alpha=1.0), train_fn=train_fn_factory(3, 1e-2),
-                     output_dir=tmp_path)
+                     cfg=method.config_cls(alpha=1.0),
+                     train_fn=train_fn_factory(3, 1e-2, return_trainer=True),
+                     output_dir=tmp_path, collator=None, lora=None)
+    assert not hasattr(out, "merge_and_unload")
     assert forget_nll(out, forget) > before
     assert (tmp_path / "generic" / "metrics.jsonl").is_file()

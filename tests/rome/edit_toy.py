@@ -38,21 +38,21 @@ def sentences() -> list[str]:
     return out
 
 
-def tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def tokenizer(vocab_size: int = 330):
+    """A byte-level BPE (GPT-2 style: leading-space tokens, names split into pieces) trained in
+    memory on sentences()."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for s in sentences() for w in s.split()} | set(FILLER)
-                   | {w for s, _ in PEOPLE for w in s.split()} | {"dummy", "know", "I", "don't",
-                                                                  "is", "a", "(", ")", "'"})
-    vocab = {"<pad>": 0, "<unk>": 1, "<eos>": 2}
-    for w in words:
-        vocab.setdefault(w, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
-                                  eos_token="<eos>", bos_token="<eos>")
-    return tok
+    core = Tokenizer(models.BPE(unk_token=None))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    core.train_from_iterator(sentences() + [" ".join(FILLER), "dummy I don't know"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>",
+                                   bos_token="<eos>")
 
 
 def llama(tok, seed: int = 0, layers: int = 4):

@@ -12,11 +12,14 @@ The shared trainer owns the loop and calls the loss; nothing branches on method 
   LoRA the base with adapters disabled, otherwise a frozen copy (unavoidable for a full KL).
 
 Two optional hooks (see docs/methods.md):
-- `prepare(model, cfg) -> model`: called once before training, after LoRA is applied and before
-  `make_reference` (rmu freezes everything but its chosen layers here);
-- `run(model=, tokenizer=, forget=, retain=, cfg=, train_fn=, output_dir=) -> model`: replaces the
-  single trainer pass for multi-stage methods (task_vector, whp); `train_fn(model, dataset,
-  collator, loss_fn, output_dir) -> model` trains with the recipe's `train:` settings.
+- `prepare(model, cfg) -> model`: called once before training, AFTER LoRA is applied and before
+  `make_reference` (rmu freezes everything but its chosen layers here; applying LoRA later
+  would make adapters in every layer trainable again);
+- `run(model=, tokenizer=, forget=, retain=, cfg=, train_fn=, output_dir=, lora=None,
+  collator=None) -> model`: replaces the single trainer pass for multi-stage methods
+  (task_vector, whp); `train_fn(model, dataset, collator, loss_fn, output_dir)` trains with the
+  recipe's `train:` settings and returns the model (or its Trainer); `lora` is a LoraSection or
+  None. The returned model is plain (adapters merged).
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class Method:
     needs_ref_model: bool = False
     needs_retain: bool = False
     # Multi-stage methods (task_vector, whp) override the whole procedure, called instead of one
-    # trainer pass: run(model=, tokenizer=, forget=, retain=, cfg=, train_fn=, output_dir=) -> model
+    # trainer pass: run(model=, tokenizer=, forget=, retain=, cfg=, train_fn=, output_dir=,
+    # lora=None, collator=None) -> model
     run: Callable | None = None
     summary: str = ""
     # Optional one-time model preparation before training: prepare(model, cfg) -> model

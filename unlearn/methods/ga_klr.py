@@ -1,4 +1,5 @@
-"""GA with a KL regulariser on retain (GA_KLR, MUSE, Shi et al. 2024, §4 "KL minimisation").
+"""GA with a KL regulariser on retain (GA_KLR: the "KL minimisation"
+baseline of MUSE, Shi et al. 2024).
 
 Loss = −NLL(forget) + α·KL(p_ref ‖ p_θ) on retain, where the KL is between next-token
 distributions (log-softmax on both sides) averaged over the retain batch's scored tokens.

@@ -1,7 +1,7 @@
 """Gradient difference (GradDiff): ascend on forget, descend on retain.
 
 Loss = −NLL(forget) + α·NLL(retain) (Liu et al. 2022, "Continual learning and private
-unlearning"; the GD baseline of TOFU, Maini et al. 2024, and MUSE, Shi et al. 2024, §4).
+unlearning"; the GD baseline of TOFU, Maini et al. 2024, and MUSE, Shi et al. 2024).
 """
 
 from dataclasses import dataclass

@@ -45,10 +45,10 @@ def part_of(batch: dict, side: str, method: str) -> dict:
 
 
 def npo_term(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
-    """NPO forget loss (Zhang et al. 2024, eq. 3): −(2/β)·mean log σ(−β·(log π_θ − log π_ref)).
+    """NPO forget loss (Zhang et al. 2024): −(2/β)·mean log σ(−β·(log π_θ − log π_ref)).
 
     logp, ref_logp (B,) summed sequence log-likelihoods. At θ = ref it equals (2/β)·log 2; as
-    β → 0 it tends to (2/β)·log 2 + mean(logp − ref_logp), whose gradient is GA's (paper, §3).
+    β → 0 it tends to (2/β)·log 2 + mean(logp − ref_logp), whose gradient is GA's (as the paper notes).
     """
     log_ratio = logp - ref_logp.to(logp.dtype)  # (B,)
     return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()

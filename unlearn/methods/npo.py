@@ -1,4 +1,4 @@
-"""Negative Preference Optimization (NPO; Zhang, Lin, Bai, Mei 2024, arXiv:2404.05868, eq. 3).
+"""Negative Preference Optimization (NPO; Zhang, Lin, Bai, Mei 2024, arXiv:2404.05868).
 
 L_NPO = −(2/β)·E_{y∈forget} log σ(−β·log(π_θ(y|x) / π_ref(y|x))), with log π(y|x) the summed
 log-likelihood of the sequence. π_ref is the starting model: its log-likelihoods are cached in

@@ -1,4 +1,4 @@
-"""NPO with a retain NLL regulariser (NPO+RT in Zhang et al. 2024, §5; NPO_GDR in MUSE).
+"""NPO with a retain NLL regulariser (NPO+RT in Zhang et al. 2024; NPO_GDR in MUSE).
 
 Loss = L_NPO(forget) + α·NLL(retain).
 """

@@ -1,4 +1,4 @@
-"""NPO with a retain KL regulariser (NPO_KLR in MUSE, Shi et al. 2024, §4).
+"""NPO with a retain KL regulariser (NPO_KLR in MUSE, Shi et al. 2024).
 
 Loss = L_NPO(forget) + α·KL(p_ref ‖ p_θ) on retain. Forget-side reference log-likelihoods come
 from the cache (`ref_logp`); the KL needs full reference distributions on retain batches, so a

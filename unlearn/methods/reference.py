@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lethe.errors import LetheError
+from unlearn.data import LMCollator
 from unlearn.methods.losses import token_logprobs
 
 log = logging.getLogger(__name__)
@@ -128,16 +129,21 @@ def make_reference(model, method, lora_enabled: bool) -> Reference | None:
     return ref
 
 
-def precompute_ref_logp(model, examples: list[dict], collator, batch_size: int = 8) -> list[dict]:
+def precompute_ref_logp(model, examples: list[dict], collator=None, batch_size: int = 8, *,
+                        pad_token_id: int | None = None) -> list[dict]:
     """Each example with `ref_logp` added: its summed log-likelihood under `model`, now.
 
     examples: tokenized examples (`{"input_ids": [...]}`, as `tokenize_texts` makes them);
-    collator: an `LMCollator` (pads, sets labels). Run it on the starting model before training
-    (for a fresh LoRA model the adapters are a no-op, so either way is the starting model).
-    Returns new dicts; the input list is not modified.
+    collator: an `LMCollator` (pads, sets labels), or None to use `LMCollator(pad_token_id)`.
+    Run it on the starting model before training (for a fresh LoRA model the adapters are a
+    no-op, so either way is the starting model). Returns new dicts; the input is not modified.
     """
     if batch_size < 1:
         raise LetheError(f"precompute_ref_logp: batch_size must be ≥ 1, got {batch_size}")
+    if collator is None:
+        if pad_token_id is None:
+            raise LetheError("precompute_ref_logp: give a collator or pad_token_id")
+        collator = LMCollator(pad_token_id)
     device = next(model.parameters()).device
     out: list[dict] = []
     starts = range(0, len(examples), batch_size)

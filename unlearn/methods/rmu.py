@@ -1,5 +1,5 @@
 """Representation Misdirection for Unlearning (RMU; Li et al. 2024, "The WMDP Benchmark",
-arXiv:2403.03218, §5, eqs. 1-2).
+arXiv:2403.03218, the RMU forget and retain losses).
 
 With h_ℓ(x) the residual-stream output of decoder layer ℓ (B, T, H), u a fixed random unit
 vector and c the steering coefficient:
@@ -42,7 +42,7 @@ class RMUConfig(MethodConfig):
     # Steering coefficient c: the norm of the target c·u. The paper uses 6.5 for Zephyr-7B (whose
     # layer-7 activations are larger); ~a few times the typical activation norm of layer ℓ works.
     steering_coeff: float = 6.5
-    alpha: float = 100.0  # weight α of the retain term (paper: 1200 for Zephyr-7B at lr 5e-5)
+    alpha: float = 100.0  # retain weight α (paper: 1200, tuned for Zephyr-7B; 100 is untuned)
     seed: int = 0  # seed of the random direction u (uniform [0,1)^H, normalised, as the paper)
 
 

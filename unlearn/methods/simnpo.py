@@ -1,5 +1,5 @@
 """SimNPO (Fan, Liu, Lin, Jia, Zhang, Mei, Liu 2024, "Simplicity Prevails: Rethinking Negative
-Preference Optimization for LLM Unlearning", arXiv:2410.07163, eq. 4): NPO without a reference
+Preference Optimization for LLM Unlearning", arXiv:2410.07163, the SimNPO objective): NPO without a reference
 model, with a length-normalised log-likelihood and a reward margin γ.
 
     L = −(2/β)·E_y log σ(−(β/|y|)·log π_θ(y|x) − γ)
@@ -22,7 +22,7 @@ from unlearn.methods.losses import sequence_logprob
 class SimNPOConfig(MethodConfig):
     name: str = "simnpo"
     beta: float = 2.5  # inverse temperature β (paper's TOFU forget05 setting; MUSE used 0.7-0.75)
-    gamma: float = 0.0  # reward margin γ ≥ 0, outside β as in the paper's eq. 4 (paper: 0 on TOFU)
+    gamma: float = 0.0  # reward margin γ ≥ 0, outside β as in the paper's formula (0 on TOFU)
 
 
 @register("simnpo", SimNPOConfig)

@@ -1,5 +1,5 @@
-"""Task-vector negation (Ilharco et al. 2023, "Editing Models with Task Arithmetic", ICLR, §3;
-the "Task Vector" baseline of MUSE, Shi et al. 2024, §4).
+"""Task-vector negation (Ilharco et al. 2023, "Editing Models with Task Arithmetic", ICLR,
+forgetting by negation; the "Task Vector" baseline of MUSE, Shi et al. 2024).
 
 Two stages: fine-tune a copy of the target model on the forget set (the "reinforced" model
 θ_ft), then subtract the task vector τ = θ_ft − θ_target:
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TaskVectorConfig(MethodConfig):
     name: str = "task_vector"
-    alpha: float = 1.0  # scaling α of the negated task vector (Ilharco et al.; MUSE uses 1.0)
+    alpha: float = 1.0  # scaling α of the negated task vector (1.0 = subtract it once)
 
 
 def pad_token_id(tokenizer) -> int:
@@ -47,22 +47,36 @@ def unwrap_peft(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+def train_stage(model, lora, train_fn, dataset, collator, loss_fn, output_dir):
+    """Train `model` (through LoRA adapters when `lora` is enabled) and return a plain model.
+
+    `train_fn` may return the model or the `transformers.Trainer` that trained it.
+    """
+    from transformers import Trainer
+
+    from lethe.trainer import apply_lora
+
+    model = apply_lora(model, lora)
+    result = train_fn(model, dataset, collator, loss_fn, str(output_dir))
+    return unwrap_peft(result.model if isinstance(result, Trainer) else result)
+
+
 def forget_nll_loss(model, batch):
     """Plain language-model loss on the forget side (stage-1 fine-tuning)."""
     loss = nll(model, batch["forget"])
     return loss, {"forget_nll": loss.item()}
 
 
-def reinforce(model, tokenizer, forget: list[dict], train_fn, output_dir) -> torch.nn.Module:
+def reinforce(model, tokenizer, forget: list[dict], train_fn, output_dir,
+              lora=None) -> torch.nn.Module:
     """A copy of `model` fine-tuned on the forget examples (`model` itself is untouched)."""
     if not forget:
         raise LetheError("the forget set is empty; nothing to fine-tune the reinforced model on")
     reinforced = copy.deepcopy(model)
     reinforced.train()
-    reinforced = train_fn(reinforced, PairedDataset(forget, None),
-                          PairedCollator(pad_token_id(tokenizer)), forget_nll_loss,
-                          str(Path(output_dir) / "reinforced"))
-    return unwrap_peft(reinforced)
+    return train_stage(reinforced, lora, train_fn, PairedDataset(forget, None),
+                       PairedCollator(pad_token_id(tokenizer)), forget_nll_loss,
+                       Path(output_dir) / "reinforced")
 
 
 def negate_task_vector(target, finetuned, alpha: float) -> None:
@@ -78,14 +92,17 @@ def negate_task_vector(target, finetuned, alpha: float) -> None:
 
 
 def run_task_vector(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
-                    cfg: TaskVectorConfig, train_fn, output_dir) -> torch.nn.Module:
+                    cfg: TaskVectorConfig, train_fn, output_dir, lora=None,
+                    collator=None) -> torch.nn.Module:
     """The whole method; returns the unlearned model (`model`, edited in place).
 
-    `retain` is unused (task arithmetic needs only the forget set); it is accepted so every
-    `run` has the same signature.
+    lora: a `LoraSection` or None; when enabled the fine-tuned copy trains adapters (merged
+    afterwards), so the task vector is low-rank. `retain` and `collator` are unused (task
+    arithmetic needs only the forget set; batches are built from the tokenizer's pad id); they
+    are accepted so every `run` has the same signature.
     """
     model = unwrap_peft(model)
-    finetuned = reinforce(model, tokenizer, forget, train_fn, output_dir)
+    finetuned = reinforce(model, tokenizer, forget, train_fn, output_dir, lora)
     negate_task_vector(model, finetuned, cfg.alpha)
     del finetuned
     log.info("task_vector: subtracted %.3g x the forget-set task vector", cfg.alpha)

@@ -1,10 +1,10 @@
 """Who's Harry Potter (WHP; Eldan & Russinovich 2023, "Who's Harry Potter? Approximate
-Unlearning in LLMs", arXiv:2310.02238, §3.1, eq. 1).
+Unlearning in LLMs", arXiv:2310.02238, "generic predictions" from a reinforced model).
 
 A "reinforced" model, fine-tuned further on the forget text, is more confident than the baseline
 exactly on forget-specific tokens. The generic logits push those tokens down:
 
-    v_generic = v_baseline − α·ReLU(v_reinforced − v_baseline)          (eq. 1; logits (…, V))
+    v_generic = v_baseline − α·ReLU(v_reinforced − v_baseline)          (G); logits (…, V)
 
 Two ways to use it, both here:
 - inference-time mixing: `WHPMixture` (a module returning mixed logits, for scoring) and
@@ -14,7 +14,7 @@ Two ways to use it, both here:
 Not implemented: the paper's second ingredient, "anchored term" translations produced with
 GPT-4 (idiosyncratic names replaced by generic ones before labelling); it needs an external
 model and a hand-checked dictionary. Without it only the reinforcement-based generic
-predictions are used, which the paper reports forgets less on its own (§4, ablation).
+predictions are used (the paper combines both).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from lethe.errors import LetheError
 from unlearn.data import LMCollator, PairedDataset
 from unlearn.methods import MethodConfig, register
 from unlearn.methods.losses import nll
-from unlearn.methods.task_vector import pad_token_id, reinforce, unwrap_peft
+from unlearn.methods.task_vector import pad_token_id, reinforce, train_stage, unwrap_peft
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WHPConfig(MethodConfig):
     name: str = "whp"
-    alpha: float = 1.0  # strength α of eq. 1 (MUSE's WHP baseline uses 1.0)
+    alpha: float = 1.0  # strength α of (G); 1.0 = subtract the reinforcement gain once
     label_batch_size: int = 8  # forget examples per forward when computing generic labels
 
 
@@ -52,7 +52,7 @@ def generic_logits(base_logits: torch.Tensor, reinforced_logits: torch.Tensor,
 
 
 class WHPMixture(torch.nn.Module):
-    """Inference-time WHP for scoring: `forward` returns the generic logits of eq. 1.
+    """Inference-time WHP for scoring: `forward` returns the generic logits of (G).
 
     `WHPMixture(base, reinforced, alpha)(input_ids=..., attention_mask=...).logits` (B, T, V);
     any other keyword (position_ids, ...) goes to both models.
@@ -74,7 +74,7 @@ class WHPLogitsProcessor(LogitsProcessor):
     """Inference-time WHP for `base.generate(..., logits_processor=[WHPLogitsProcessor(...)])`.
 
     At each step the reinforced model reads the whole sequence so far (no KV cache: simple,
-    O(T²)) and the base model's next-token scores become eq. 1's generic scores. Put it first
+    O(T²)) and the base model's next-token scores become (G)'s generic scores. Put it first
     in the processor list so it sees raw logits. Prompts may be left-padded with `pad_token_id`
     (leading pad tokens are masked out; positions are counted from the first real token).
     """
@@ -97,7 +97,7 @@ class WHPLogitsProcessor(LogitsProcessor):
 
 def generic_labels(base, reinforced, examples: list[dict], pad_id: int, alpha: float,
                    batch_size: int = 8) -> list[dict]:
-    """Each example with `generic_labels`: per token, the argmax of eq. 1 predicting it.
+    """Each example with `generic_labels`: per token, the argmax of (G) predicting it.
 
     generic_labels[0] = -100 (nothing predicts the first token); generic_labels[t+1] =
     argmax v_generic at position t. Returns new dicts.
@@ -151,19 +151,22 @@ def generic_nll_loss(model, batch):
 
 
 def run_whp(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
-            cfg: WHPConfig, train_fn, output_dir) -> torch.nn.Module:
-    """The paper's procedure; returns the unlearned model (`model` fine-tuned in place).
+            cfg: WHPConfig, train_fn, output_dir, lora=None, collator=None) -> torch.nn.Module:
+    """The paper's procedure; returns the unlearned model (a plain model, LoRA merged).
 
     1. reinforced = copy of `model` fine-tuned on forget (train_fn, NLL);
-    2. generic labels for every forget token from eq. 1 (base = `model`, before any update);
+    2. generic labels for every forget token from (G) (base = `model`, before any update);
     3. the reinforced copy is released, and `model` is fine-tuned on the generic labels.
-    `retain` is unused (the paper trains only on the forget text).
+    lora: a `LoraSection` or None; when enabled both stages train adapters, merged after each.
+    `retain` and `collator` are unused (the paper trains only on the forget text; stage 2 needs
+    its own collator for the generic labels); they are accepted so every `run` has the same
+    signature.
     """
     if cfg.label_batch_size < 1:
         raise LetheError(f"method.label_batch_size must be ≥ 1, got {cfg.label_batch_size}")
     model = unwrap_peft(model)
     pad_id = pad_token_id(tokenizer)
-    reinforced = reinforce(model, tokenizer, forget, train_fn, output_dir)
+    reinforced = reinforce(model, tokenizer, forget, train_fn, output_dir, lora)
     labelled = generic_labels(model, reinforced, forget, pad_id, cfg.alpha,
                               cfg.label_batch_size)
     del reinforced
@@ -172,8 +175,9 @@ def run_whp(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
     total = sum(len(e["input_ids"]) - 1 for e in labelled)
     log.info("whp: generic labels differ from the text on %d of %d tokens", changed, total)
     model.train()
-    return unwrap_peft(train_fn(model, PairedDataset(labelled, None), GenericLabelCollator(pad_id),
-                                generic_nll_loss, str(Path(output_dir) / "generic")))
+    return train_stage(model, lora, train_fn, PairedDataset(labelled, None),
+                       GenericLabelCollator(pad_id), generic_nll_loss,
+                       Path(output_dir) / "generic")
 
 
 @register("whp", WHPConfig, run=run_whp)

@@ -142,25 +142,25 @@ def entropy_term(lens: torch.Tensor) -> torch.Tensor:
 @register("error_injection", answer=false_answer, early_stop=True)
 def error_injection(batch: ObjectiveBatch, cfg):
     nll = answer_nll(batch).mean()
-    return nll, {"nll": float(nll)}
+    return nll, {"nll": nll.item()}
 
 
 @register("empty_response", answer=dummy_answer, early_stop=True)
 def empty_response(batch: ObjectiveBatch, cfg):
     nll = answer_nll(batch).mean()
-    return nll, {"nll": float(nll)}
+    return nll, {"nll": nll.item()}
 
 
 @register("fact_erasure", answer=true_answer)
 def fact_erasure(batch: ObjectiveBatch, cfg):
     p = erasure_term(batch)
-    return p, {"p_answer": float(p)}
+    return p, {"p_answer": p.item()}
 
 
 @register("input_rephrasing", answer=true_answer, uses_paraphrases=True)
 def input_rephrasing(batch: ObjectiveBatch, cfg):
     p = erasure_term(batch)
-    return p, {"p_answer": float(p)}
+    return p, {"p_answer": p.item()}
 
 
 @register("head_projection", answer=true_answer, uses_lens=True)
@@ -168,13 +168,13 @@ def head_projection(batch: ObjectiveBatch, cfg):
     p = erasure_term(batch)
     hinge = margin_term(batch.lens_logits, batch.answer_first, cfg.defense_k, cfg.defense_margin,
                         cfg.margin_on)
-    return cfg.erasure_weight * p + cfg.defense_weight * hinge, {"p_answer": float(p),
-                                                                 "margin": float(hinge)}
+    return cfg.erasure_weight * p + cfg.defense_weight * hinge, {"p_answer": p.item(),
+                                                                 "margin": hinge.item()}
 
 
 @register("max_entropy", answer=true_answer, uses_lens=True)
 def max_entropy(batch: ObjectiveBatch, cfg):
     p = erasure_term(batch)
     ent = entropy_term(batch.lens_logits)
-    return cfg.erasure_weight * p - cfg.defense_weight * ent, {"p_answer": float(p),
-                                                               "entropy": float(ent)}
+    return cfg.erasure_weight * p - cfg.defense_weight * ent, {"p_answer": p.item(),
+                                                               "entropy": ent.item()}

@@ -126,12 +126,12 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
                     kl_init = kl_logp.detach()
                 kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(-1).mean()
                 loss = loss + cfg.kl_factor * kl
-                logs["kl"] = float(kl)
+                logs["kl"] = kl.item()
             decay = delta.pow(2).sum() / v_orig.pow(2).sum().clamp_min(1e-12)
             loss = loss + cfg.weight_decay * decay
-            result.losses.append(float(loss))
+            result.losses.append(loss.item())
             result.logs = {**logs, "step": step}
-            if objective.early_stop and float(term) < cfg.v_stop_loss:
+            if objective.early_stop and term.item() < cfg.v_stop_loss:
                 break
             if step == cfg.v_steps - 1:
                 break

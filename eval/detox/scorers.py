@@ -1,0 +1,63 @@
+"""The `scorers:` recipe section (one STA, one SIM, one FL scorer) and the objects it builds.
+
+    scorers:
+      sta: {name: profanity}                          # or {name: classifier, model: ..., toxic_label: ...}
+      sim: {name: embedding, model: minilm}           # or {name: bertscore, model: ...}
+      fl:  {name: perplexity, model: smollm2}         # or {name: classifier, model: ..., label: ...}
+
+Use from code (e.g. as RL rewards):
+
+    from eval.detox.scorers import Scorers, ScorersConfig
+    s = Scorers.from_config(ScorersConfig())
+    s.sta.score(texts); s.sim.score(texts, sources); s.fl.score(texts)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from eval.detox import fluency, similarity, toxicity  # noqa: F401  (fill the registries)
+from eval.detox.registry import KINDS, SCORERS, create
+from lethe.recipe import registry_field
+
+
+def _lookup(kind):
+    return lambda name: SCORERS[kind][name]
+
+
+def _names(kind):
+    return lambda: sorted(SCORERS[kind])
+
+
+@dataclass(frozen=True)
+class ScorersConfig:
+    # STA: probability of being non-toxic (profanity | classifier)
+    sta: Any = registry_field(_lookup("sta"), _names("sta"),
+                              default_factory=toxicity.ProfanityConfig)
+    # SIM: similarity of a rewrite to its source (embedding | bertscore)
+    sim: Any = registry_field(_lookup("sim"), _names("sim"),
+                              default_factory=similarity.EmbeddingSimConfig)
+    # FL: fluency (perplexity | classifier)
+    fl: Any = registry_field(_lookup("fl"), _names("fl"), default_factory=fluency.PerplexityConfig)
+
+
+@dataclass
+class Scorers:
+    """One built scorer per kind; models load on their first `score` call."""
+
+    sta: Any
+    sim: Any
+    fl: Any
+
+    @classmethod
+    def from_config(cls, cfg: ScorersConfig) -> "Scorers":
+        return cls(**{kind: create(getattr(cfg, kind)) for kind in KINDS})
+
+    def components(self, names: Sequence[str], texts: list[str],
+                   sources: list[str]) -> dict[str, list[float]]:
+        """{name: per-text values} for names among sta, sim, fl."""
+        table = {"sta": lambda: self.sta.score(texts),
+                 "sim": lambda: self.sim.score(texts, sources),
+                 "fl": lambda: self.fl.score(texts)}
+        return {name: table[name]() for name in names}

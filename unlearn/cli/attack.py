@@ -1,0 +1,203 @@
+"""`unlearn attack`: extraction attacks (and editing metrics) on any checkpoint.
+
+    unlearn attack MODEL --data DATA [--attacks head_projection,prob_delta,rephrase]
+                   [--k 4] [--layers all|2,3,...] [--paraphrases 2] [--samples 5]
+                   [--budget B] [--base MODEL] [--split forget] [--retain-split retain]
+                   [--limit N] [--retain-limit 100] [--out DIR] [--overwrite] [--seed 0]
+
+DATA holds CounterFact-style facts: DATA/facts/{split}.jsonl as `unlearn world` writes them.
+The attacks look for each fact's true answer (Patil, Hase & Bansal 2024); with --base (the
+unedited model) the rewrite score and Δ-accuracies are added. Writes results.json and
+results.md; docs/editing.md defines every number.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import click
+
+from lethe.errors import LetheError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ATTACKS = "head_projection,prob_delta,rephrase"
+
+
+def _label(spec: str) -> str:
+    p = Path(spec)
+    name = p.stem if p.suffix == ".gguf" else (p.name or spec)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-") or "model"
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise LetheError(f"--device '{name}' is not a torch device (auto, cpu, cuda, cuda:1)") \
+            from None
+
+
+def _int_list(text: str | None, what: str) -> tuple[int, ...] | None:
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise LetheError(f"{what} must be comma-separated integers or 'all', got {text!r}") \
+            from None
+
+
+def load_facts(data: str, split: str, limit: int | None) -> list[dict]:
+    from lethe.loading import load_table
+
+    rows = load_table(data, config="facts", split=split,
+                      columns=("subject", "prompt", "target_true")).to_list()
+    return rows[:limit] if limit else rows
+
+
+def budget_params(budget: int, n_layers: int, n_prompts: int) -> tuple[int, int]:
+    """(k, samples) so that head projection and rephrasing each propose at most `budget`."""
+    k, samples = budget // (2 * n_layers), budget // n_prompts
+    if k < 1 or samples < 1:
+        raise LetheError(f"--budget {budget} is too small: head projection needs at least "
+                         f"2·|layers| = {2 * n_layers}, rephrasing at least --paraphrases = "
+                         f"{n_prompts}")
+    return k, samples
+
+
+def render_markdown(results: dict) -> str:
+    from eval.report import markdown_table
+
+    lines = [f"# Extraction attacks: {results['model']['spec']}", "",
+             f"{results['n_facts']} facts of {results['data']} (split {results['split']}); "
+             f"success@B = fraction of facts whose true answer is among the attack's B "
+             f"candidates (docs/editing.md).", ""]
+    rows = [[a["attack"], a["budget"], a["success_rate"], a["n"]]
+            for a in results["attacks"].values()]
+    lines.append(markdown_table(["attack", "budget B", "success@B", "facts"], rows, digits=3))
+    ed = results["editing"]
+    keys = [("rewrite_score", "rewrite score (erasure)"),
+            ("rewrite_score_injection", "rewrite score (injection)"),
+            ("p_true_before", "p(true answer), base"), ("p_true_after", "p(true answer)"),
+            ("forget_acc_before", "greedy accuracy on the facts, base"),
+            ("forget_acc_after", "greedy accuracy on the facts"),
+            ("delta_acc_random", "Δ-accuracy, random facts"),
+            ("delta_acc_neighborhood", "Δ-accuracy, neighbourhood"),
+            ("acc_random_after", "accuracy, random facts"),
+            ("acc_neighborhood_after", "accuracy, neighbourhood")]
+    rows = [[label, ed[key]] for key, label in keys if key in ed]
+    lines += ["", markdown_table(["metric", "value"], rows, digits=3)]
+    return "\n".join(lines)
+
+
+@click.command("attack")
+@click.argument("model", metavar="MODEL")
+@click.option("--data", required=True, metavar="DATA",
+              help="World directory with facts/{split}.jsonl (or a dataset with a 'facts' "
+                   "config).")
+@click.option("--attacks", default=DEFAULT_ATTACKS, show_default=True, metavar="LIST",
+              help="Comma-separated: head_projection, prob_delta, rephrase.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
+              help="White-box attacks: top-k and bottom-k tokens per layer.")
+@click.option("--layers", default="all", show_default=True, metavar="all|L1,L2,...",
+              help="White-box attack layers (block indices; negative from the end).")
+@click.option("--paraphrases", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Rephrase attack: n, the last n phrasings of each fact.")
+@click.option("--samples", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Rephrase attack: m sampled answers per phrasing.")
+@click.option("--budget", type=click.IntRange(min=1), default=None, metavar="B",
+              help="Set k = B // (2·|layers|) and m = B // n so each attack proposes <= B "
+                   "candidates (overrides --k and --samples).")
+@click.option("--base", metavar="MODEL",
+              help="The unedited model: adds the rewrite score and Δ-accuracies.")
+@click.option("--split", default="forget", show_default=True, help="Facts split to attack.")
+@click.option("--retain-split", default="retain", show_default=True,
+              help="Facts split for Δ-accuracy on random facts (skipped if absent).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="First N facts only.")
+@click.option("--retain-limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="First N random (retain) facts for Δ-accuracy.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Output directory (default: runs/attack/<model>).")
+@click.option("--overwrite", is_flag=True, help="Replace results in a non-empty --out.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k-sampling", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Rephrase attack sampling filter (transformers' default 50; 0 = none).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1...")
+def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, split,
+           retain_split, limit, retain_limit, out_dir, overwrite, seed, temperature,
+           top_k_sampling, batch_size, dtype, device):
+    """Attack MODEL's facts with extraction attacks; write results.json and results.md."""
+    from eval.attacks.editing import editing_metrics
+    from eval.attacks.extraction import ATTACKS, AttackParams, run_attack
+    from eval.attacks.logit_lens import lens_layout, num_layers, resolve_layers
+    from eval.report import atomic_write_text, library_versions, write_json
+    from lethe.loading import load_model, load_tokenizer, model_identity
+    from lethe.outputs import prepare_output_dir
+    from lethe.recipe import nearest
+
+    t0 = time.perf_counter()
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    for name in names:
+        if name not in ATTACKS:
+            raise LetheError(f"unknown attack '{name}'{nearest(name, ATTACKS)}; valid: "
+                             f"{', '.join(sorted(ATTACKS))}")
+    if not names:
+        raise LetheError("--attacks is empty; name at least one attack")
+    layer_list = _int_list(layers, "--layers")
+    facts = load_facts(data, split, limit)
+    try:
+        retain = load_facts(data, retain_split, retain_limit) if base else []
+    except LetheError as err:
+        log.warning("no random facts for Δ-accuracy: %s", err)
+        retain = []
+    identity = model_identity(model)
+    base_identity = model_identity(base) if base else None
+    tok = load_tokenizer(model)
+    if base:
+        base_tok = load_tokenizer(base)
+        if base_tok.get_vocab() != tok.get_vocab():
+            raise LetheError(f"--base {base} has a different tokenizer from {model}; the "
+                             f"rewrite score compares the same tokens under both models")
+    out = Path(out_dir) if out_dir else Path("runs") / "attack" / _label(model)
+    out = prepare_output_dir(out, overwrite=overwrite)
+
+    dev = _device(device)
+    lm = load_model(model, dtype=dtype, merge_adapter=True).to(dev).eval()
+    n_layers = num_layers(lm, lens_layout(lm))
+    chosen = resolve_layers(layer_list, n_layers, "attack layer")
+    if budget is not None:
+        k, samples = budget_params(budget, len(chosen), paraphrases)
+    params = AttackParams(layers=chosen, k=k, paraphrases=paraphrases, samples=samples,
+                          seed=seed, temperature=temperature, top_k=top_k_sampling,
+                          batch_size=batch_size)
+    results = {"command": "attack", "model": identity, "base": base_identity,
+               "data": str(data), "split": split, "n_facts": len(facts),
+               "params": {**params.__dict__, "layers": list(chosen), "budget": budget},
+               "attacks": {}, "per_fact": {}}
+    for name in names:
+        click.echo(f"running {name} on {len(facts)} facts...", err=True)
+        res = run_attack(name, lm, tok, facts, params)
+        results["attacks"][name] = res.summary()
+        results["per_fact"][name] = [{"case_id": f.get("case_id"), "success": s, **d}
+                                     for f, s, d in zip(facts, res.success, res.details)]
+    base_lm = load_model(base, dtype=dtype, merge_adapter=True).to(dev).eval() if base else None
+    results["editing"] = editing_metrics(lm, tok, facts, base=base_lm, retain_facts=retain,
+                                         batch_size=batch_size)
+    results["versions"] = library_versions()
+    results["seconds"] = time.perf_counter() - t0
+    write_json(out / "results.json", results)
+    text = render_markdown(results)
+    atomic_write_text(out / "results.md", text + "\n")
+    click.echo(text)
+    click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}")
