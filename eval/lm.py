@@ -10,7 +10,9 @@ Two batched operations, so batching, padding, the KV cache and device placement 
 - `LM.generate(prompts, max_new_tokens)`: LEFT-padded batched decoding with the KV cache on.
   The attention mask hides the padding and `generate` derives position ids from it
   (cumsum of the mask − 1), so a padded row sees the same positions as when run alone; greedy
-  outputs therefore match one-at-a-time decoding (pinned by tests/eval/test_lm.py).
+  outputs therefore match one-at-a-time decoding (pinned by tests/eval/test_eval_lm.py).
+  A token prefix shared by all prompts of a call (KnowMem's in-context examples) is run once
+  and its KV cache reused by every batch.
 
 Inside both, inputs are sorted by length (longest first, so memory errors surface on the first
 batch) to reduce padding, and results are returned in the caller's order. The device is always
@@ -20,6 +22,7 @@ the model's own; nothing here names a device.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -29,6 +32,8 @@ import numpy as np
 from lethe.errors import LetheError
 
 log = logging.getLogger(__name__)
+
+MIN_SHARED_PREFIX = 32  # tokens; below this, caching a common prompt prefix is not worth it
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,13 @@ class LM:
     `max_length` caps tokens per sequence (default: the model's `max_position_embeddings`);
     longer texts are truncated (scoring keeps the start, generation keeps the end of the
     prompt) with a warning. `progress` shows tqdm bars (they hide themselves off a terminal).
+    `prefix_cache` lets `generate` compute a prefix shared by all prompts once.
     """
 
     def __init__(self, model, tokenizer, *, max_length: int | None = None,
-                 progress: bool = True):
+                 progress: bool = True, prefix_cache: bool = True):
         self.model = model
+        self.prefix_cache = prefix_cache
         self.tokenizer = tokenizer
         self.max_length = max_length or getattr(getattr(model, "config", None),
                                                 "max_position_embeddings", None)
@@ -200,23 +207,65 @@ class LM:
         with self._eval_mode(), rng, self._progress(len(ids), desc) as bar:
             if not greedy and seed is not None:
                 torch.manual_seed(seed)
+            prefix = self._shared_prefix(ids)
+            p = prefix[0] if prefix else 0
             for batch in _batches(order, max(1, batch_size)):
+                # Layout of a row: [shared prefix | left padding | rest of the prompt]. The
+                # padding is masked, and position ids come from the mask's cumsum, so the rest
+                # continues at position p exactly as in the unpadded prompt.
                 width = len(ids[batch[0]])
                 input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):  # left padding: prompts end at the same column
-                    n = len(ids[i])
-                    input_ids[row, width - n:] = torch.tensor(ids[i])
-                    mask[row, width - n:] = 1
+                for row, i in enumerate(batch):
+                    rest = ids[i][p:]
+                    input_ids[row, :p] = torch.tensor(ids[i][:p], dtype=torch.long)
+                    mask[row, :p] = 1
+                    input_ids[row, width - len(rest):] = torch.tensor(rest)
+                    mask[row, width - len(rest):] = 1
+                kwargs = {}
+                if prefix:
+                    cache = copy.deepcopy(prefix[1])
+                    cache.batch_repeat_interleave(len(batch))
+                    kwargs[prefix[2]] = cache
                 generated = self.model.generate(input_ids=input_ids.to(device),
                                                 attention_mask=mask.to(device),
-                                                generation_config=config)  # (B, width + new)
+                                                generation_config=config,
+                                                **kwargs)  # (B, width + new)
                 for row, i in enumerate(batch):
                     new = generated[row, width:].tolist()
                     cut = next((j for j, t in enumerate(new) if t in eos), len(new))
                     out[i] = self.tokenizer.decode(new[:cut], skip_special_tokens=True)
                 bar.update(len(batch))
         return out  # type: ignore[return-value]
+
+    def _shared_prefix(self, ids: list[list[int]]):
+        """(length, KV cache, generate's cache kwarg) of the prompts' common token prefix.
+
+        KnowMem prompts share ~10 in-context QA pairs (hundreds of tokens) and differ only in
+        the last question: computing that prefix once, instead of once per prompt, removes
+        most of the prefill work. Each prompt keeps ≥ 1 token of its own so `generate` has
+        something to feed. None when it would not pay off (one prompt, a short prefix) or the
+        model's cache cannot be repeated over a batch.
+        """
+        import torch
+
+        if not self.prefix_cache or len(ids) < 2:
+            return None
+        first, p = ids[0], 0
+        shortest = min(len(x) for x in ids)
+        while p < shortest - 1 and all(x[p] == first[p] for x in ids):
+            p += 1
+        if p < MIN_SHARED_PREFIX:
+            return None
+        out = self.model(input_ids=torch.tensor([first[:p]], device=self.device),
+                         use_cache=True)
+        if getattr(out, "cache", None) is not None:  # transformers ≥ 5.2x names it `cache`
+            cache, name = out.cache, "cache"
+        else:
+            cache, name = getattr(out, "past_key_values", None), "past_key_values"
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        return p, cache, name
 
 
 def _empty_scores(moments: bool) -> TokenScores:

@@ -110,10 +110,9 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
                 retain = precompute_ref_logp(model, retain, collator=None,
                                              batch_size=batch_size,
                                              pad_token_id=tokenizer.pad_token_id)
-        prepare_hook = getattr(method, "prepare", None)  # e.g. RMU freezes all but its layers
-        if prepare_hook is not None:
-            model = prepare_hook(model, cfg)
         model = apply_lora(model, recipe.lora)
+        if method.prepare is not None:  # e.g. RMU freezes all but its layers (after LoRA)
+            model = method.prepare(model, cfg)
         ref = make_reference(model, method, lora_enabled=recipe.lora is not None
                              and recipe.lora.enabled)
         dataset = PairedDataset(forget, retain, seed=recipe.seed)
@@ -245,27 +244,44 @@ def run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
     return ledger
 
 
-def evaluate_run(recipe: UnlearnRecipe, ledger: dict, batch_size: int | None = None) -> dict:
-    """The six-way report over target, retrain and every request's checkpoint (rank 0)."""
-    from eval.muse.suite import evaluate_models, write_report
+def model_entry(label: str, spec: str, recipe: UnlearnRecipe, role: str = "model"):
+    """An evaluation entry that loads `spec` from disk only when its turn comes."""
+    from eval.muse.suite import ModelEntry
+
+    def loader():
+        model = load_model(spec, dtype=recipe.model.dtype,
+                           trust_remote_code=recipe.model.trust_remote_code)
+        return model.eval(), load_tokenizer(spec, trust_remote_code=recipe.model.trust_remote_code)
+
+    return ModelEntry(label, identity=model_identity(spec), loader=loader, role=role)
+
+
+def evaluate_run(recipe: UnlearnRecipe, runs: list[tuple[str, dict]],
+                 batch_size: int | None = None) -> dict:
+    """One six-way report over target, retrain and every unlearned checkpoint (rank 0).
+
+    `runs` = [(label, ledger)]: one entry for a plain run, one per variant for a comparison.
+    """
+    from eval.muse.suite import evaluate_models
 
     models = []
-    if recipe.eval.include_target:
-        models.append(("target", recipe.target_spec()))
+    for label, ledger in runs:
+        many = len(ledger["requests"]) > 1
+        for record in ledger["requests"]:
+            models.append(model_entry(f"{label}@{record['label']}" if many else label,
+                                      record["model"], recipe))
+    configs = {r.config for r in recipe.requests.forget}
+    protocol = next(iter(configs)) if len(configs) == 1 and configs <= {"scal", "sust"} \
+        and len(runs) == 1 else None
     retrain = recipe.retrain_spec()
-    if retrain:
-        models.append(("retrain", retrain))
-    for record in ledger["requests"]:
-        label = recipe.method.name if len(ledger["requests"]) == 1 else \
-            f"{recipe.method.name}@{record['label']}"
-        models.append((label, record["model"]))
     results = evaluate_models(
-        [(label, spec) for label, spec in models], data=recipe.eval.data or recipe.data.source,
-        metrics=list(recipe.eval.metrics), retrain_label="retrain" if retrain else None,
-        retrain_auc=recipe.model.retrain_auc, batch_size=batch_size or recipe.eval.batch_size,
-        seed=recipe.seed)
-    results["ledger"] = ledger
-    write_report(results, Path(recipe.output_dir))
+        models, data=recipe.eval.data or recipe.data.source, metrics=list(recipe.eval.metrics),
+        target=model_entry("target", recipe.target_spec(), recipe, "target")
+        if recipe.eval.include_target else None,
+        retrain=model_entry("retrain", retrain, recipe, "retrain") if retrain else None,
+        retrain_auc=None if retrain else recipe.model.retrain_auc,
+        batch_size=batch_size or recipe.eval.batch_size, out_dir=Path(recipe.output_dir),
+        protocol=protocol, data_revision=recipe.data.revision)
     return results
 
 

@@ -132,6 +132,10 @@ class UnlearnRecipe:
     guard: GuardSection = field(default_factory=GuardSection)
     eval: EvalSection = field(default_factory=EvalSection)
     save: SaveSection = field(default_factory=SaveSection)
+    # Several methods/settings on the same data, reported in one table: each entry maps a
+    # label to recipe fields that replace this recipe's (e.g. `ga: {method: {name: ga}}`);
+    # each variant runs into output_dir/<label>/, then one evaluation covers all of them.
+    variants: dict[str, dict] = field(default_factory=dict)
 
     def target_spec(self) -> str:
         if self.model.target:
@@ -149,4 +153,22 @@ class UnlearnRecipe:
 
 
 def load_unlearn_recipe(path, overrides=()) -> UnlearnRecipe:
-    return load_recipe(path, UnlearnRecipe, overrides)
+    recipe = load_recipe(path, UnlearnRecipe, overrides)
+    expand_variants(recipe, str(path))  # validate every variant now, not halfway through
+    return recipe
+
+
+def expand_variants(recipe: UnlearnRecipe, source: str = "<recipe>") -> list[tuple[str,
+                                                                                    UnlearnRecipe]]:
+    """[(label, full recipe)] for each variant, writing into output_dir/<label>."""
+    from dataclasses import replace
+
+    from lethe.recipe import build, deep_merge, to_dict
+
+    base = to_dict(replace(recipe, variants={}))
+    out = []
+    for label, changes in recipe.variants.items():
+        merged = deep_merge(base, {**dict(changes or {}),
+                                   "output_dir": str(Path(recipe.output_dir) / label)})
+        out.append((label, build(UnlearnRecipe, merged, source, where=f"variants.{label}")))
+    return out

@@ -17,7 +17,8 @@ def tiny_llama(tmp_path_factory):
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                       max_position_embeddings=256, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+                      eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
+                      initializer_range=0.2)  # peaked logits: LoRA can move them in a few steps
     LlamaForCausalLM(cfg).save_pretrained(path)
     return str(path)
 

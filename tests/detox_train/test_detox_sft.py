@@ -78,7 +78,7 @@ def test_sft_lowers_held_out_response_nll_and_saves_an_adapter(tmp_path, tiny_ll
 
     res = run_sft(_recipe(tmp_path, tiny_llama))
     h = res["held_out_response_nll"]
-    assert h["final"] < h["initial"] - 0.2, h
+    assert h["final"] < h["initial"] - 0.5, h
     assert res["data"]["pairs"] == 40  # the row without a rewrite was dropped
     src = resolve_model(res["saved"])
     assert src.kind == "adapter" and Path(src.base).resolve() == Path(tiny_llama).resolve()

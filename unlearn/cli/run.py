@@ -27,20 +27,31 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
         return
+    from eval.muse.report import render_markdown
+    from lethe.outputs import prepare_output_dir
     from unlearn import pipeline
     from unlearn.prepare import ensure_world, prepare
+    from unlearn.recipe import expand_variants
 
     if rec.world is not None and is_main_process():
         ensure_world(rec.world)
     if rec.prepare is not None and is_main_process():
         prepare(rec)
     _barrier()
-    ledger = pipeline.run(rec, resume=resume, overwrite=overwrite)
+    variants = expand_variants(rec, recipe)
+    if variants:  # a comparison: every variant into output_dir/<label>, one report
+        if is_main_process():
+            prepare_output_dir(rec.output_dir, overwrite=overwrite, resume=resume,
+                               what="output_dir")
+        runs = [(label, pipeline.run(v, resume=resume, overwrite=overwrite))
+                for label, v in variants]
+    else:
+        runs = [(rec.method.name, pipeline.run(rec, resume=resume, overwrite=overwrite))]
     if not is_main_process():
         return
     if rec.eval.enabled and not no_eval:
-        results = pipeline.evaluate_run(rec, ledger)
-        click.echo(results.get("markdown", ""), nl=False)
+        results = pipeline.evaluate_run(rec, runs)
+        click.echo(render_markdown(results), nl=False)
     click.echo(f"done: {rec.output_dir}")
 
 
