@@ -52,6 +52,11 @@ def completion_texts(completions: Sequence) -> list[str]:
     return out
 
 
+def cleaned(completions: Sequence, clean: Callable[[str], str] | None) -> list[str]:
+    texts = completion_texts(completions)
+    return [clean(t) for t in texts] if clean is not None else texts
+
+
 # ---------------------------------------------------------------------------------------------
 # a part that needs no model
 
@@ -110,15 +115,18 @@ def combine(parts: Mapping[str, Sequence[float]], weights: Mapping[str, float],
 
 
 class PartReward:
-    """One reward part as a TRL reward function (its name is what TRL logs)."""
+    """One reward part as a TRL reward function (its name is what TRL logs). `clean` maps a
+    completion to the rewrite that is scored (e.g. `detox rewrite`'s first-line cleaning)."""
 
-    def __init__(self, name: str, scorer: Scorer, needs_source: bool = False):
+    def __init__(self, name: str, scorer: Scorer, needs_source: bool = False,
+                 clean: Callable[[str], str] | None = None):
         self.__name__ = name  # TRL names the reward after __name__: rewards/<name>/mean
         self.scorer = scorer
         self.needs_source = needs_source
+        self.clean = clean
 
     def __call__(self, prompts=None, completions=(), source=None, **kwargs) -> list[float]:
-        texts = completion_texts(completions)
+        texts = cleaned(completions, self.clean)
         return score_part(self.__name__, self.scorer, texts, source if self.needs_source
                           else None, self.needs_source)
 
@@ -141,15 +149,16 @@ class CombinedReward:
     __name__ = "reward"
 
     def __init__(self, scorers: Mapping[str, Scorer], weights: Mapping[str, float],
-                 how: str = "harmonic"):
+                 how: str = "harmonic", clean: Callable[[str], str] | None = None):
         self.weights = normalised(weights)
         self.scorers = {k: scorers[k] for k in self.weights}
         self.how = how
+        self.clean = clean
         self.__name__ = f"{how}_mean"
 
     def __call__(self, prompts=None, completions=(), source=None, log_metric=None,
                  **kwargs) -> list[float]:
-        texts = completion_texts(completions)
+        texts = cleaned(completions, self.clean)
         parts = {k: score_part(k, s, texts, source if k in SOURCE_PARTS else None,
                                k in SOURCE_PARTS) for k, s in self.scorers.items()}
         if log_metric is not None:
@@ -159,16 +168,18 @@ class CombinedReward:
 
 
 def reward_functions(scorers: Mapping[str, Scorer], weights: Mapping[str, float],
-                     how: str = "arithmetic") -> tuple[list[Callable], list[float] | None]:
+                     how: str = "arithmetic", clean: Callable[[str], str] | None = None
+                     ) -> tuple[list[Callable], list[float] | None]:
     """(reward_funcs, reward_weights) for GRPOTrainer / RLOOTrainer."""
     w = normalised(weights)
     missing = [k for k in w if k not in scorers]
     if missing:
         raise LetheError(f"rewards: no scorer for {', '.join(missing)}")
     if how == "arithmetic":
-        funcs = [PartReward(k, scorers[k], needs_source=k in SOURCE_PARTS) for k in w]
+        funcs = [PartReward(k, scorers[k], needs_source=k in SOURCE_PARTS, clean=clean)
+                 for k in w]
         return funcs, [w[k] for k in w]
-    return [CombinedReward(scorers, w, how)], None
+    return [CombinedReward(scorers, w, how, clean)], None
 
 
 # ---------------------------------------------------------------------------------------------

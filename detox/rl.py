@@ -34,7 +34,7 @@ from typing import Callable
 from lethe.errors import LetheError
 from lethe.recipe import dump_yaml, nearest, to_dict
 
-from detox.train_recipe import PAPER_KL_BETA, DetoxTrainRecipe, PromptSection, with_weights
+from detox.train_recipe import PAPER_KL_BETA, DetoxTrainRecipe, with_weights
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +53,31 @@ def register(name: str):
 # prompts (shared with SFT so that a rewriter sees the same text in training and in use)
 
 
-def uses_chat(tokenizer, section: PromptSection) -> bool:
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if section.chat == "always" and not has:
-        raise LetheError("prompt.chat is 'always' but the tokenizer has no chat template; "
-                         "set prompt.chat: never (plain-text prompts)")
-    return has if section.chat == "auto" else section.chat == "always"
+def prompt_builder(tokenizer, cfg):
+    """`detox rewrite`'s PromptBuilder for `cfg` (a detox.recipe.PromptConfig); format auto =
+    chat when the tokenizer has a chat template, else plain (as `detox rewrite` resolves it)."""
+    from detox.fewshot import PromptBuilder
+
+    fmt = cfg.format
+    if fmt == "auto":
+        fmt = "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    return PromptBuilder(cfg, tokenizer, fmt)
 
 
-def user_text(section: PromptSection, text: str) -> str:
-    return section.template.format(instruction=section.instruction, text=text)
+def policy_prompt(builder, text: str):
+    """What the RL trainer gets: the chat messages `detox rewrite` would render (TRL applies
+    the same template with the generation prompt) or, for plain/raw formats, the string."""
+    if builder.fmt == "chat":
+        system = ([{"role": "system", "content": builder.cfg.instruction_text}]
+                  if builder.cfg.instruction else [])
+        return system + [{"role": "user", "content": builder.message(text)}]
+    return builder.build(text)
 
 
-def policy_prompt(tokenizer, section: PromptSection, text: str):
-    """What the trainer gets: a chat conversation (TRL applies the template) or plain text."""
-    if uses_chat(tokenizer, section):
-        return [{"role": "user", "content": user_text(section, text)}]
-    return user_text(section, text)
-
-
-def rendered_prompt(tokenizer, section: PromptSection, text: str) -> str:
-    """The exact string the model continues (chat template with the generation prompt)."""
-    if uses_chat(tokenizer, section):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text(section, text)}], tokenize=False,
-            add_generation_prompt=True)
-    return user_text(section, text)
+def special_tokens(builder) -> bool:
+    """Add the tokenizer's special tokens to a rendered prompt? Not to chat-rendered ones
+    (the template writes its own BOS), as in `detox rewrite`."""
+    return builder.fmt != "chat"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,9 +281,9 @@ def build_datasets(recipe, tokenizer, scorers):
     if recipe.evaluate.enabled and d.fold_field and d.eval_fold:
         eval_texts, eval_info = select_prompts(_table_texts(recipe, d.eval_fold), d.max_eval,
                                                p_app, f.threshold, recipe.seed + 1)
-    ds = datasets.Dataset.from_dict({
-        "prompt": [policy_prompt(tokenizer, recipe.prompt, t) for t in train],
-        "source": train})
+    builder = prompt_builder(tokenizer, recipe.prompt)
+    ds = datasets.Dataset.from_dict({"prompt": [policy_prompt(builder, t) for t in train],
+                                     "source": train})
     return ds, eval_texts, {"train": info, "eval": eval_info}
 
 
@@ -292,11 +291,21 @@ def build_datasets(recipe, tokenizer, scorers):
 # evaluation of a saved policy
 
 
+def _PromptLM(model, tokenizer, add_special_tokens: bool):
+    """eval.lm.LM whose prompts get special tokens only when `detox rewrite` adds them."""
+    from eval.lm import LM
+
+    class PromptLM(LM):
+        def encode(self, texts, *, add_special_tokens=add_special_tokens):
+            return super().encode(texts, add_special_tokens=add_special_tokens)
+
+    return PromptLM(model, tokenizer, progress=True)
+
+
 def evaluate_saved(recipe, model_dir: Path, base_spec: str, texts: list[str], scorers,
                    device) -> dict:
     """Greedy rewrites of `texts` by the trained policy (and the initial one), scored by every
     reward part and combined as in training."""
-    from eval.lm import LM
     from lethe.loading import load_model, load_tokenizer
 
     from detox.rewards import SOURCE_PARTS, combine, normalised
@@ -304,13 +313,14 @@ def evaluate_saved(recipe, model_dir: Path, base_spec: str, texts: list[str], sc
     ev = recipe.evaluate
     tok = load_tokenizer(str(model_dir), padding_side="left")
     model = load_model(str(model_dir), dtype=recipe.model.dtype).to(device)
-    prompts = [rendered_prompt(tok, recipe.prompt, t) for t in texts]
+    builder = prompt_builder(tok, recipe.prompt)
+    prompts = [builder.build(t) for t in texts]
     weights = normalised(recipe.rewards.weights_dict())
 
     def run(lm_model, tag):
-        lm = LM(lm_model, tok, progress=True)
-        outs = [o.strip() for o in lm.generate(prompts, ev.max_new_tokens, ev.batch_size,
-                                                desc=f"rewrite ({tag})")]
+        lm = _PromptLM(lm_model, tok, special_tokens(builder))
+        outs = [builder.clean(o) for o in lm.generate(prompts, ev.max_new_tokens, ev.batch_size,
+                                                       desc=f"rewrite ({tag})")]
         parts = {k: [float(v) for v in scorers[k].score(
             outs, sources=texts if k in SOURCE_PARTS else None)] for k in scorers}
         reward = combine(parts, weights, recipe.rewards.combine)
@@ -460,8 +470,10 @@ def build_trainer(recipe: DetoxTrainRecipe, scorers: dict):
 
     out = Path(recipe.output_dir)
     weights = normalised(recipe.rewards.weights_dict())
-    funcs, reward_weights = reward_functions(scorers, weights, recipe.rewards.combine)
     model, tok, base_spec = load_policy(recipe)
+    # rewards score what `detox rewrite` would output: the cleaned (first-line) completion
+    clean = prompt_builder(tok, recipe.prompt).clean
+    funcs, reward_weights = reward_functions(scorers, weights, recipe.rewards.combine, clean)
     train_ds, eval_texts, data_info = build_datasets(recipe, tok, scorers)
     extra = {"reward_weights": reward_weights} if reward_weights else {}
     args = rl_config(recipe.algorithm, recipe.train, out, recipe.seed, **extra)

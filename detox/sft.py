@@ -17,7 +17,7 @@ from pathlib import Path
 from lethe.errors import LetheError
 from lethe.recipe import to_dict
 
-from detox.rl import load_policy, register, rendered_prompt, save_policy, uses_chat
+from detox.rl import load_policy, prompt_builder, register, save_policy, special_tokens
 from detox.train_recipe import DetoxTrainRecipe, PairData
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,10 @@ def load_pairs(p: PairData, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def encode_pair(tokenizer, recipe: DetoxTrainRecipe, source: str, target: str) -> dict:
-    """input_ids = prompt + response + EOS; labels = IGNORE on the prompt, the ids elsewhere."""
-    prompt = rendered_prompt(tokenizer, recipe.prompt, source)
-    # A chat template writes its own BOS; a plain prompt gets the tokenizer's special tokens.
-    p_ids = tokenizer(prompt, add_special_tokens=not uses_chat(tokenizer, recipe.prompt))[
+def encode_pair(tokenizer, builder, source: str, target: str) -> dict:
+    """input_ids = prompt + response + EOS; labels = IGNORE on the prompt, the ids elsewhere.
+    The prompt is `detox rewrite`'s (builder: detox.fewshot.PromptBuilder)."""
+    p_ids = tokenizer(builder.build(source), add_special_tokens=special_tokens(builder))[
         "input_ids"]
     r_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = list(p_ids) + list(r_ids)
@@ -116,7 +115,6 @@ def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     import datasets
     from transformers import set_seed
 
-    from eval.lm import LM
     from eval.report import atomic_write_text, library_versions, markdown_table, write_json
     from lethe.cli import is_main_process
     from lethe.loading import model_identity
@@ -130,7 +128,8 @@ def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
         model = apply_lora(model, recipe.lora)
     p = recipe.pairs
     pairs = load_pairs(p, recipe.seed)
-    encoded = [encode_pair(tok, recipe, a, b) for a, b in pairs]
+    builder = prompt_builder(tok, recipe.prompt)
+    encoded = [encode_pair(tok, builder, a, b) for a, b in pairs]
     kept = [e for e in encoded if len(e["input_ids"]) <= p.max_length]
     if not kept:
         raise LetheError(f"pairs: every pair is longer than pairs.max_length={p.max_length} "
@@ -169,11 +168,13 @@ def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     held_pairs = [pr for pr, e in zip(pairs, encoded) if len(e["input_ids"]) <= p.max_length]
     sample = held_pairs[:min(8, n_eval)]
     if sample:
-        lm = LM(model, tok, progress=False)
+        from detox.rl import _PromptLM
+
         tok.padding_side = "left"
-        outs = lm.generate([rendered_prompt(tok, recipe.prompt, a) for a, _ in sample],
+        lm = _PromptLM(model, tok, special_tokens(builder))
+        outs = lm.generate([builder.build(a) for a, _ in sample],
                            recipe.evaluate.max_new_tokens, recipe.evaluate.batch_size)
-        results["samples"] = [{"source": a, "reference": b, "rewrite": o.strip()}
+        results["samples"] = [{"source": a, "reference": b, "rewrite": builder.clean(o)}
                               for (a, b), o in zip(sample, outs)]
     write_json(out / "results.json", results)
     md = [f"# detox train (sft): {recipe.model.name} on {p.source}\n",

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
+from detox.recipe import PromptConfig
 from lethe.recipe import load_recipe, passthrough_field, registry_field
 from lethe.trainer import LoraSection, training_argument_names
 
 # The paper's fixed KL coefficient (Ziegenbein et al., 2024: PPO's KL penalty to the initial
 # policy). Used as `train.beta` when the recipe does not set it.
 PAPER_KL_BETA = 0.001857
-DEFAULT_INSTRUCTION = ("Rewrite the following argument to be more appropriate and make only "
-                       "minimal changes.")
+PAPER_INSTRUCTION = ("Rewrite the following argument to be more appropriate and make only "
+                     "minimal changes.")
 
 
 @lru_cache(maxsize=None)
@@ -55,18 +56,14 @@ class PolicySection:
     trust_remote_code: bool = False  # run model code from the hub: off unless you trust it
 
 
-@dataclass(frozen=True)
-class PromptSection:
-    """How an argument becomes the policy's prompt (the same text `detox rewrite` must use)."""
+def paper_prompt():
+    """`detox rewrite`'s prompt config (detox.recipe.PromptConfig) with the paper's instruction:
+    chat format = the instruction as the system turn, the argument as the user turn. The same
+    section under `rewriter.prompt` makes `detox rewrite` prompt the trained policy exactly as
+    training did (and keep the first line of its output, as the rewards saw it)."""
+    from detox.recipe import PromptConfig
 
-    instruction: str = DEFAULT_INSTRUCTION  # the paper's instruction to the initial policy
-    template: str = "{instruction}\n\n{text}"  # the user turn; fills {instruction} and {text}
-    chat: Literal["auto", "always", "never"] = "auto"  # wrap in the tokenizer's chat template
-    # (auto: when it has one; TRL then treats prompts as conversations)
-
-    def __post_init__(self):
-        if "{text}" not in self.template:
-            raise ValueError("prompt.template must contain {text} (where the argument goes)")
+    return PromptConfig(instruction_text=PAPER_INSTRUCTION)
 
 
 @dataclass(frozen=True)
@@ -229,7 +226,8 @@ class DetoxTrainRecipe:
     # RLOOTrainer; sft = supervised rewriting on `pairs` through the shared trainer
     seed: int = 0
     model: PolicySection = field(default_factory=PolicySection)
-    prompt: PromptSection = field(default_factory=PromptSection)
+    prompt: PromptConfig = field(default_factory=paper_prompt)  # detox rewrite's prompt
+    # section (format auto|chat|plain|raw, instruction_text, first_line, ...)
     data: TextData = field(default_factory=TextData)  # RL prompts (grpo / rloo)
     pairs: PairData = field(default_factory=PairData)  # parallel pairs (sft)
     rewards: RewardsSection = field(default_factory=RewardsSection)

@@ -170,11 +170,15 @@ class LM:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8, *,
                  greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None, desc: str | None = None) -> list[str]:
+                 seed: int | None = None, stop: Sequence[str] | None = None,
+                 desc: str | None = None) -> list[str]:
         """Continuations of `prompts` (without the prompt), cut at the first EOS.
 
         Greedy by default (what every MUSE metric uses). Sampling (`greedy=False`) draws from a
         forked torch RNG seeded with `seed`, so the caller's global RNG is left untouched.
+        `stop`: a row stops generating once its continuation contains one of these strings
+        (kept in the output: callers that cut at them get the same text as without `stop`,
+        sooner).
         """
         import torch
         from transformers import GenerationConfig
@@ -197,7 +201,9 @@ class LM:
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=not greedy, num_beams=1, use_cache=True,
             temperature=None if greedy else temperature, top_p=None if greedy else top_p,
-            top_k=None, pad_token_id=pad, eos_token_id=eos or None)
+            top_k=None, pad_token_id=pad, eos_token_id=eos or None,
+            stop_strings=list(stop) if stop else None)
+        extra = {"tokenizer": self.tokenizer} if stop else {}
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out: list[str | None] = [None] * len(ids)
         device = self.device
@@ -222,7 +228,7 @@ class LM:
                     mask[row, :p] = 1
                     input_ids[row, width - len(rest):] = torch.tensor(rest)
                     mask[row, width - len(rest):] = 1
-                kwargs = {}
+                kwargs = dict(extra)
                 if prefix:
                     cache = copy.deepcopy(prefix[1])
                     cache.batch_repeat_interleave(len(batch))

@@ -42,6 +42,10 @@ def setup_logging(verbose: bool) -> None:
     for noisy in ("transformers", "datasets", "urllib3", "filelock", "httpx", "huggingface_hub",
                   "DeepSpeed", "deepspeed", "torch.distributed", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:  # per-file "Loading weights" bars would drown Lethe's own progress bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def run_cli(group: click.Group, prog_name: str) -> None:

@@ -133,5 +133,8 @@ def test_prepare_runs_through_deepspeed(tmp_path, stage):
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads(proc.stdout[proc.stdout.index("{"):])
         losses[name] = summary["models"]["target"]["final_loss"]
-        assert (out / "target" / "model.safetensors").is_file()
+        from lethe.loading import load_model
+
+        model = load_model(str(out / "target"))  # full, gathered weights (not ZeRO-3 shards)
+        assert model.model.embed_tokens.weight.shape[0] == model.config.vocab_size
     assert losses[stage] == pytest.approx(losses["plain"], rel=1e-3)

@@ -92,7 +92,7 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
     trainer.train()
     seconds = time.perf_counter() - start
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-    return trainer.model, seconds, (losses[-1] if losses else float("nan"))
+    return trainer, seconds, (losses[-1] if losses else float("nan"))
 
 
 def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
@@ -115,12 +115,12 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
     for name, texts in (("target", forget + retain), ("retrain", retain)):
         model = build_model(section, tokenizer, recipe.seed)
         n_params = sum(p.numel() for p in model.parameters())
-        model, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
-                                        recipe.seed, desc=f"prepare {name}")
+        trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
+                                          recipe.seed, desc=f"prepare {name}")
         final = out / name
         tmp = out / f".{name}.saving"
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
+        trainer.save_model(str(tmp))  # gathers ZeRO-3 partitions into full weights
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

@@ -48,7 +48,8 @@ def knowmem(lm, questions: Sequence[str], answers: Sequence[str],
                     desc, len(icl_q), n_icl)
     prefix = icl_prefix(icl_q, icl_a)
     prompts = [qa_prompt(prefix, q) for q in questions]
-    raw = lm.generate(prompts, max_new_tokens, batch_size, desc=desc)
+    # stopping at the cut strings changes nothing after `cut_answer`, it only saves tokens
+    raw = lm.generate(prompts, max_new_tokens, batch_size, stop=ANSWER_STOPS, desc=desc)
     outputs = [cut_answer(o) for o in raw]
     f1 = [rouge_l_f1(a, o) for a, o in zip(answers, outputs)]
     return mean_score(f1, scale=100.0, confidence=confidence, n_resamples=n_resamples,

@@ -59,6 +59,9 @@ def test_part_reward_reads_conversational_completions_and_passes_sources():
     assert app.seen_sources == [None]  # a classifier part never sees the original
     assert completion_texts(["plain", [{"role": "assistant", "content": "chat"}]]) == \
         ["plain", "chat"]
+    # with detox rewrite's cleaning (first line), the scorer sees what rewrite would output
+    first = PartReward("appropriateness", app, clean=lambda t: t.splitlines()[0])
+    assert first(completions=["fine words\nrude"]) == [0.8]
 
 
 def test_reward_functions_arithmetic_gives_one_callable_per_part_with_weights():

@@ -43,7 +43,7 @@ def _recipe(tmp_path, model, **over):
     _corpus(tmp_path / "args.csv")
     raw = {"output_dir": str(tmp_path / "out"), "algorithm": "grpo",
            "model": {"name": model, "dtype": "float32"},
-           "prompt": {"instruction": "Rewrite politely."},
+           "prompt": {"instruction_text": "Rewrite politely."},
            "data": {"source": str(tmp_path / "args.csv"), "max_train": 4, "max_eval": 2},
            "rewards": {"appropriateness": {"name": "profanity"},
                        "similarity": {"name": "embedding", "model": "hashing:256"}},
@@ -70,7 +70,13 @@ def test_one_step_changes_the_lora_parameters(tmp_path, tiny_llama, algorithm, c
     # the filter kept only insulting arguments (the toy classifier gives them P(app) = 0.2)
     sources = trainer.train_dataset["source"]
     assert len(sources) == 4 and all(any(w in s.split() for w in INSULTS) for s in sources)
-    assert trainer.train_dataset["prompt"][0][0]["role"] == "user"  # chat template → messages
+    # the conversation TRL renders is exactly the prompt `detox rewrite` builds
+    from detox.rl import prompt_builder
+
+    messages = trainer.train_dataset["prompt"][0]
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
+        prompt_builder(tok, recipe.prompt).build(sources[0])
     assert trainer.args.beta == pytest.approx(0.001857)  # the paper's KL coefficient
     lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
             if "lora_" in n}

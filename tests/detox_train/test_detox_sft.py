@@ -27,7 +27,7 @@ def _recipe(tmp_path, model, **train):
     _pairs(tmp_path / "pairs.tsv")
     raw = {"output_dir": str(tmp_path / "sft"), "algorithm": "sft",
            "model": {"name": model, "dtype": "float32"},
-           "prompt": {"instruction": "Rewrite politely."},
+           "prompt": {"instruction_text": "Rewrite politely."},
            "pairs": {"source": str(tmp_path / "pairs.tsv"), "eval_fraction": 0.2},
            "lora": {"r": 8, "alpha": 16, "target_modules": [
                "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
@@ -41,20 +41,20 @@ def _recipe(tmp_path, model, **train):
 def test_labels_mask_the_prompt_and_loss_is_response_nll(tmp_path, tiny_llama):
     from lethe.loading import load_model, load_tokenizer
 
-    from detox.rl import rendered_prompt
+    from detox.rl import prompt_builder
     from detox.sft import IGNORE, collate, encode_pair, response_nll
 
     recipe = _recipe(tmp_path, tiny_llama)
     tok = load_tokenizer(tiny_llama)
-    enc = encode_pair(tok, recipe, "you idiot the roads", "the roads")
-    prompt_ids = tok(rendered_prompt(tok, recipe.prompt, "you idiot the roads"),
-                     add_special_tokens=False)["input_ids"]
+    builder = prompt_builder(tok, recipe.prompt)  # chat: the tokenizer has a template
+    enc = encode_pair(tok, builder, "you idiot the roads", "the roads")
+    prompt_ids = tok(builder.build("you idiot the roads"), add_special_tokens=False)["input_ids"]
     n = len(prompt_ids)
     assert enc["input_ids"][:n] == prompt_ids
     assert enc["labels"][:n] == [IGNORE] * n
     assert enc["labels"][n:] == enc["input_ids"][n:]
     assert enc["input_ids"][-1] == tok.eos_token_id  # the response ends the turn
-    short = encode_pair(tok, recipe, "idiot", "ok")
+    short = encode_pair(tok, builder, "idiot", "ok")
     batch = collate(tok.pad_token_id)([enc, short])
     model = load_model(tiny_llama).eval()
     with torch.no_grad():

@@ -99,6 +99,13 @@ def train_on(model, tokenizer, texts, steps: int = 80, lr: float = 1e-2):
     return model.eval()
 
 
+def qa_blocks(rows) -> list[str]:
+    """QA pairs in KnowMem's prompt format, three per text, so a model learns to answer and
+    then emit the blank line KnowMem cuts at."""
+    pairs = [f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in rows]
+    return ["".join(pairs[i:i + 3]) for i in range(0, len(pairs), 3)]
+
+
 @pytest.fixture(scope="session")
 def random_model(tokenizer):
     return make_model(tokenizer, seed=0)
@@ -106,17 +113,20 @@ def random_model(tokenizer):
 
 @pytest.fixture(scope="session")
 def target_model(tokenizer, world):
-    """Trained on the forget documents (and retain): it has memorised the forget set."""
+    """Trained on the forget documents, retain1 and the QA pairs: it has memorised the forget
+    set and answers KnowMem questions."""
     texts = [r["text"] for r in world["raw"]["forget"]] + \
-        [r["text"] for r in world["raw"]["retain1"]]
+        [r["text"] for r in world["raw"]["retain1"]] + \
+        qa_blocks(world["knowmem"]["forget_qa"]) + qa_blocks(world["knowmem"]["retain_qa"])
     return train_on(make_model(tokenizer, seed=1), tokenizer, texts)
 
 
 @pytest.fixture(scope="session")
 def retrain_model(tokenizer, world):
-    """Trained on retain documents only: forget and holdout are equally new to it."""
+    """Trained on retain documents (and retain QA) only: forget and holdout are equally new
+    to it."""
     texts = [r["text"] for r in world["raw"]["retain1"]] + \
-        [r["text"] for r in world["raw"]["retain2"]]
+        [r["text"] for r in world["raw"]["retain2"]] + qa_blocks(world["knowmem"]["retain_qa"])
     return train_on(make_model(tokenizer, seed=2), tokenizer, texts)
 
 

@@ -72,3 +72,21 @@ def test_memorised_model_continues_its_training_text(target_model, tokenizer, wo
     words = doc.split()
     out = LM(target_model, tokenizer, progress=False).generate([" ".join(words[:12])], 12)[0]
     assert out.split()[:3] == words[12:15]
+
+
+def test_stop_strings_and_shared_prefix_change_nothing_but_speed(target_model, tokenizer,
+                                                                 world):
+    from eval.muse.knowmem import ANSWER_STOPS, cut_answer, icl_prefix, qa_prompt
+
+    shots = world["knowmem"]["forget_qa_icl"]
+    prefix = icl_prefix([s["question"] for s in shots], [s["answer"] for s in shots])
+    prompts = [qa_prompt(prefix, r["question"]) for r in world["knowmem"]["forget_qa"]]
+    fast = LM(target_model, tokenizer, progress=False)
+    plain = LM(target_model, tokenizer, progress=False, prefix_cache=False)
+    assert fast._shared_prefix(fast.encode(prompts))[0] > 100  # the ICL block is shared
+    reference = [plain.generate([p], 32, batch_size=1)[0] for p in prompts]
+    stopped = fast.generate(prompts, 32, batch_size=4, stop=ANSWER_STOPS)
+    assert any("\n\n" in r for r in reference)  # the model does emit the cut string
+    assert [cut_answer(s) for s in stopped] == [cut_answer(r) for r in reference]
+    assert sum(map(len, stopped)) < sum(map(len, reference))  # and stopping saved tokens
+    assert plain.generate(prompts, 32, batch_size=4) == reference  # batched, no prefix cache

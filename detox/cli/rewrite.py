@@ -1,0 +1,148 @@
+"""`detox rewrite INPUT.jsonl [-o OUT.jsonl]`: rewrite every line, streaming and resumable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from lethe.errors import LetheError
+
+log = logging.getLogger(__name__)
+
+
+def load_rewrite_recipe(path: str | None, overrides=()):
+    """The recipe at `path`, or the built-in default (the schema's defaults) plus overrides.
+
+    `--set a.name=other` switching a registry section to another entry starts that section
+    afresh (the old entry's keys would be unknown to the new one).
+    """
+    from detox.recipe import RewriteRecipe
+    from lethe.recipe import apply_overrides, build, parse_override, read_yaml, to_dict
+
+    raw = read_yaml(path) if path else to_dict(RewriteRecipe())
+    for text in overrides:
+        parts, value = parse_override(text)
+        if parts[-1] == "name" and len(parts) > 1:
+            node = raw
+            for part in parts[:-2]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and isinstance(node.get(parts[-2]), dict) \
+                    and node[parts[-2]].get("name") != value:
+                node[parts[-2]] = {}
+        raw = apply_overrides(raw, RewriteRecipe, [text])
+    return build(RewriteRecipe, raw, source=path or "the default recipe")
+
+
+def output_record(rec, result, with_scores: bool) -> dict:
+    out = {"id": rec.id, "text": rec.text}
+    if rec.context:
+        out["context"] = list(rec.context)
+    out.update({k: v for k, v in rec.extra.items() if k not in ("rewrite", "scores")})
+    out["rewrite"] = result.text
+    if with_scores:
+        out["scores"] = {k: round(float(v), 6) for k, v in result.scores.items()}
+    return out
+
+
+@click.command("rewrite")
+@click.argument("input_file", metavar="INPUT.jsonl")
+@click.option("-o", "--output", default="-", show_default=True,
+              help="Output JSON Lines file; '-' writes to standard output.")
+@click.option("--recipe", "recipe_path", default=None, metavar="RECIPE.yaml",
+              help="Rewrite recipe (default: the built-in one, as in recipes/detox/default.yaml).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key, e.g. --set rewriter.k=10 (repeatable).")
+@click.option("--overwrite", is_flag=True,
+              help="Start the output afresh instead of resuming it.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
+              show_default=True,
+              help="Bad input lines: fail before generating anything, or skip them.")
+@click.option("--scores", is_flag=True, help="Add per-line STA/SIM/FL scores of each rewrite.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate the input and recipe, print the recipe and plan; generate nothing.")
+def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, scores, dry_run):
+    """Rewrite each line's `text` politely; writes id, text, rewrite (+ scores) per line.
+
+    INPUT.jsonl has one JSON object per line with `id`, `text` and optionally `context`
+    (earlier dialogue turns). Rerunning with the same -o resumes: ids already written are
+    skipped (a line torn by a kill is dropped first). '-' reads standard input.
+    """
+    from detox import io
+    from lethe.recipe import dump_yaml
+
+    recipe = load_rewrite_recipe(recipe_path, overrides)
+    with_scores = scores or recipe.scores
+    to_stdout = output == "-"
+    if not to_stdout and input_file != "-" and Path(output).resolve() == Path(input_file).resolve():
+        raise LetheError(f"-o {output} is the input file; choose another output path")
+    if to_stdout and overwrite:
+        raise LetheError("--overwrite needs an output file (-o OUT.jsonl)")
+    with io.input_path(input_file) as path:
+        source = "<stdin>" if input_file == "-" else input_file
+        found = io.scan(path)
+        if found.bad:
+            if on_error == "fail":
+                raise LetheError(f"{found.message(source)}; nothing was generated. Fix them or "
+                                 f"pass --on-error skip")
+            click.echo(f"detox rewrite: skipping {found.message(source)}", err=True)
+        done: set[str] = set()
+        out_path = None if to_stdout else Path(output)
+        if out_path is not None and out_path.exists() and out_path.stat().st_size and not overwrite:
+            recovered = io.recover_output(out_path, dry=dry_run)
+            foreign = [k for k in recovered.keys if k not in found.keys]
+            if foreign:
+                raise LetheError(f"output {output} holds id {foreign[0]} which is not in "
+                                 f"{source} ({len(foreign)} such ids): it belongs to another "
+                                 f"input; pass --overwrite or choose another -o")
+            done = set(recovered.keys)
+        todo = found.valid - len(done)
+        if dry_run:
+            click.echo(dump_yaml(recipe), nl=False)
+            click.echo(f"# {found.valid} valid line(s), {len(found.bad)} bad, {len(done)} "
+                       f"already in {output}, {todo} to rewrite", err=True)
+            return
+        written, start = 0, time.perf_counter()
+        if todo > 0:
+            written = _run(recipe, path, done, todo, output, overwrite, with_scores)
+        elapsed = time.perf_counter() - start
+        rate = written / elapsed if elapsed > 0 and written else 0.0
+        click.echo(f"detox rewrite: {written} line(s) rewritten, {len(done)} already done, "
+                   f"{len(found.bad)} bad line(s) skipped; {elapsed:.1f} s ({rate:.2f} lines/s)"
+                   f" -> {'<stdout>' if to_stdout else output}", err=True)
+
+
+def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: bool,
+         with_scores: bool) -> int:
+    from tqdm import tqdm
+
+    from detox import io
+    from detox.recipe import BestOfNConfig
+    from detox.rewriters import Item, add_scores, build_rewriter
+    from eval.detox.scorers import Scorers
+
+    need_scorers = with_scores or isinstance(recipe.rewriter, BestOfNConfig)
+    scorers = Scorers.from_config(recipe.scorers) if need_scorers else None
+    rewriter = build_rewriter(recipe.rewriter, recipe, scorers)
+    if overwrite and output != "-":
+        # Only now, with the input validated and the model loaded, is the old output dropped.
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "wb") as fh:
+            os.fsync(fh.fileno())
+    pending = (r for r in io.records(path) if r.key not in done)
+    written = 0
+    with io.JsonlWriter(output) as writer, tqdm(total=todo, unit="line", file=sys.stderr,
+                                                 dynamic_ncols=True, desc="rewrite") as bar:
+        for batch in io.batched(pending, recipe.generation.batch_size):
+            items = [Item(r.text, r.context) for r in batch]
+            results = rewriter.rewrite(items)
+            if with_scores:
+                add_scores(results, items, scorers)
+            writer.write(output_record(r, res, with_scores) for r, res in zip(batch, results))
+            written += len(batch)
+            bar.update(len(batch))
+    return written
