@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -105,9 +106,12 @@ def rl_config(algorithm: str, train: dict, output_dir, seed: int = 0, **override
             raise LetheError(f"train.{key}: not a {cls.__name__} field{nearest(key, valid)}")
     import torch
 
-    # TRL turns bf16 on unless told otherwise, which TrainingArguments refuses without a GPU.
-    bf16 = {} if torch.cuda.is_available() or "fp16" in train else {"bf16": False}
-    kwargs = {**TRAIN_DEFAULTS, **bf16, "beta": PAPER_KL_BETA, "seed": seed, **dict(train),
+    # TRL turns bf16 on unless told otherwise, which TrainingArguments refuses without a GPU;
+    # pinned memory only warns there.
+    cpu = {} if torch.cuda.is_available() else {"dataloader_pin_memory": False}
+    if not torch.cuda.is_available() and "fp16" not in train:
+        cpu["bf16"] = False
+    kwargs = {**TRAIN_DEFAULTS, **cpu, "beta": PAPER_KL_BETA, "seed": seed, **dict(train),
               "output_dir": str(output_dir), **overrides}
     if kwargs.get("deepspeed"):
         ensure_distributed_env()
@@ -116,7 +120,11 @@ def rl_config(algorithm: str, train: dict, output_dir, seed: int = 0, **override
             raise LetheError(f"train.deepspeed: config file not found: {ds} (shipped configs: "
                              f"recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json)")
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():
+            # TRL's configs still set the old `gradient_checkpointing` name (TOOLCHAIN.md)
+            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* deprecated",
+                                    category=FutureWarning)
+            return cls(**kwargs)
     except (ValueError, TypeError) as err:
         raise LetheError(f"train: {str(err).splitlines()[0]}") from None
 

@@ -84,8 +84,8 @@ def test_demo_is_sized_for_a_small_cpu_model(demo):
     chars = demo.metadata["chars"]["raw"]
     assert chars == {s: sum(map(len, texts(demo, s))) for s in chars}
     train = chars["forget"] + chars["retain1"] + chars["retain2"]
-    assert 25_000 <= train <= 30_000
-    assert 0.20 <= chars["forget"] / train <= 0.25
+    assert 35_000 <= train <= 42_000  # prose + question-answer lines, memorisable on a CPU
+    assert 0.20 <= chars["forget"] / train <= 0.30
     # holdout is drawn like forget: similar lengths (membership inference must not see size)
     assert abs(chars["holdout"] - chars["forget"]) / chars["forget"] < 0.1
 
@@ -203,7 +203,8 @@ def test_verbmem_cuts_each_forget_doc_in_half(tiny):
     rows = tiny.data["verbmem"]["forget"]
     assert len(rows) == len(docs)
     for r, d in zip(rows, docs):
-        assert f"{r['prompt']} {r['gt']}" == d
+        assert d.startswith(r["prompt"]) and d.endswith(r["gt"])
+        assert d[len(r["prompt"]):-len(r["gt"])].isspace()  # cut at a word boundary
         assert len(r["prompt"].split()) == len(d.split()) // 2
 
 
@@ -284,3 +285,17 @@ def test_cli_writes_refuses_and_overwrites(tmp_path):
     r = run_cli(str(tmp_path / "other"), "--size", "huge")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_documents_state_their_qa_in_the_icl_format(demo):
+    """Every knowmem pair is stated in its own side's documents as "Question: q\nAnswer: a",
+    and holdout documents carry QA lines too (membership inference compares like with like)."""
+    forget = "\n".join(texts(demo, "forget"))
+    retain = "\n".join(texts(demo, "retain1") + texts(demo, "retain2"))
+    for split, corpus in (("forget_qa", forget), ("forget_qa_icl", forget),
+                          ("retain_qa", retain), ("retain_qa_icl", retain)):
+        for row in demo.data["knowmem"][split]:
+            assert f"Question: {row['question']}\nAnswer: {row['answer']}" in corpus
+    for row in demo.data["knowmem"]["forget_qa"]:
+        assert row["question"] not in retain
+    assert all("\nQuestion: " in t for t in texts(demo, "holdout"))

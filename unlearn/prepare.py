@@ -109,7 +109,12 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
         return {"skipped": True, "out_dir": str(out)}
     forget = read_texts(source, "raw", "forget")
     retain = [t for split in section.retain_splits for t in read_texts(source, "raw", split)]
-    tokenizer = train_tokenizer(forget + retain, section.arch.vocab_size)
+    # The tokenizer sees forget, retain AND holdout text: a vocabulary fitted to forget but
+    # not holdout would split holdout names into more, rarer pieces and hand membership
+    # inference a signal even on the retrain model (its AUC fell to 0.0 that way). No model
+    # weight is ever trained on holdout.
+    holdout = read_texts(source, "raw", "holdout")
+    tokenizer = train_tokenizer(forget + retain + holdout, section.arch.vocab_size)
     summary = {"out_dir": str(out), "world": source, "forget_docs": len(forget),
                "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
     for name, texts in (("target", forget + retain), ("retrain", retain)):

@@ -514,6 +514,7 @@ def generate_world(spec: WorldSpec) -> World:
     docs: dict[str, list[str]] = {}
     facts_by_group: dict[str, list[tuple]] = {}  # group -> (subject, relation, template, obj)
     names: dict[str, list[str]] = {}
+    subjects: dict[str, list[str]] = {}  # group -> the subject of each document, in order
     for g in GROUPS:
         entries = []
         for kind in ("person", "place", "work"):
@@ -524,26 +525,21 @@ def generate_world(spec: WorldSpec) -> World:
                                        for rel in FACT_RELATIONS[kind]]))
         doc_rng.shuffle(entries)
         docs[g] = [t for t, _ in entries]
+        subjects[g] = [fs[0][0] for _, fs in entries]
         facts_by_group[g] = [f for _, fs in entries for f in fs]
         names[g] = sorted([p.name for p in groups[g]["person"]]
                           + [p.name for p in groups[g]["place"]]
                           + [w.title for w in groups[g]["work"]])
 
-    data: dict[str, dict[str, list[dict]]] = {}
-    data["raw"] = {g: [{"text": t} for t in docs[g]] for g in GROUPS}
-
-    # verbmem: the first half of each forget document's words, and the rest as ground truth.
-    verb = []
-    for t in docs["forget"]:
-        words = t.split(" ")
-        k = len(words) // 2
-        verb.append({"prompt": " ".join(words[:k]), "gt": " ".join(words[k:])})
-    data["verbmem"] = {"forget": verb}
-
-    # knowmem: forget answers must not occur in any retain document (the retrain oracle
-    # could otherwise answer them); the demonstrations do not give the evaluation answers away.
+    # knowmem. A ~1M-parameter model cannot learn to answer questions from prose alone, so
+    # every trained or held-out document ends with question-answer lines about its entity, in
+    # the in-context format ("Question: ...\nAnswer: ..."); KnowMem then measures recall of
+    # facts the training text states (docs/world.md). Holdout documents get the same
+    # treatment so that membership inference compares like with like.
+    # Forget answers must not occur in any retain document (the retrain oracle could otherwise
+    # answer them); the demonstrations do not give the evaluation answers away.
     qa_rng = _rng(spec, "knowmem")
-    retain_docs = docs["retain1"] + docs["retain2"]
+    owner: dict[str, tuple[str, str]] = {}  # question -> (group, subject)
 
     def candidates(group_names: tuple[str, ...]) -> list[tuple[str, str]]:
         out = []
@@ -553,16 +549,44 @@ def generate_world(spec: WorldSpec) -> World:
                     subject = e.title if kind == "work" else e.name
                     for attr, ans in _qa_candidates(kind, e):
                         q = qa_rng.choice(QUESTIONS[f"{kind}.{attr}"]).format(s=subject)
+                        owner[q] = (g, subject)
                         out.append((q, ans))
         return out
 
-    forget_cands = candidates(("forget",))
-    max_n = max(len(_tokens(a)) for _, a in forget_cands)
-    retain_grams = _ngrams(retain_docs, max_n)
-    forget_cands = [(q, a) for q, a in forget_cands if _tokens(a) not in retain_grams]
-    f_icl, f_eval = _split_qa(forget_cands, qa_rng, size.n_icl, size.max_qa)
+    def attach(pairs: list[tuple[str, str]]) -> None:
+        lines: dict[tuple[str, str], list[str]] = {}
+        for q, a in pairs:
+            lines.setdefault(owner[q], []).append(f"\nQuestion: {q}\nAnswer: {a}")
+        for g in {grp for grp, _ in lines}:
+            docs[g] = [d + "".join(lines.get((g, s), ())) for d, s in zip(docs[g], subjects[g])]
+
     r_icl, r_eval = _split_qa(candidates(("retain1", "retain2")), qa_rng, size.n_icl,
                               size.max_qa)
+    attach(r_icl + r_eval)
+    retain_docs = docs["retain1"] + docs["retain2"]
+
+    def selected(group: str) -> tuple[list, list]:
+        cands = candidates((group,))
+        max_n = max(len(_tokens(a)) for _, a in cands)
+        retain_grams = _ngrams(retain_docs, max_n)
+        cands = [(q, a) for q, a in cands if _tokens(a) not in retain_grams]
+        return _split_qa(cands, qa_rng, size.n_icl, size.max_qa)
+
+    f_icl, f_eval = selected("forget")
+    attach(f_icl + f_eval)
+    attach(sum(selected("holdout"), []))  # same selection as forget, never evaluated
+
+    data: dict[str, dict[str, list[dict]]] = {}
+    data["raw"] = {g: [{"text": t} for t in docs[g]] for g in GROUPS}
+
+    # verbmem: the first half of each forget document's words, and the rest as ground truth.
+    verb = []
+    for t in docs["forget"]:
+        starts = [m.start() for m in re.finditer(r"\S+", t)]  # words, newlines kept in place
+        cut = starts[len(starts) // 2]
+        verb.append({"prompt": t[:cut].rstrip(), "gt": t[cut:]})
+    data["verbmem"] = {"forget": verb}
+
     data["knowmem"] = {"forget_qa": _rows_qa(f_eval), "retain_qa": _rows_qa(r_eval),
                        "forget_qa_icl": _rows_qa(f_icl), "retain_qa_icl": _rows_qa(r_icl)}
 

@@ -12,9 +12,9 @@ Scores (logprobs = log p(x_t | x_<t) for t ≥ 1, see `eval.lm.LM.token_scores`)
 - `lowercase`  loss(text) / loss(text.lower()) (Carlini et al. 2021, "lowercase ratio").
 - `min_k`      Min-K% Prob (Shi et al. 2024): −mean of the ⌊k·n⌋ lowest token log-probs
                (at least one token); MUSE's PrivLeak uses k = 0.4.
-- `min_k_pp`   Min-K%++ (Zhang et al. 2024, eq. 3-4): per token z_t = (log p(x_t|x_<t) − μ_t)
-               / σ_t with μ_t, σ_t the mean and std of log p(z|x_<t) over z ~ p(·|x_<t); the
-               score is −mean of the ⌊k·n⌋ lowest z_t (negated to follow the convention above).
+- `min_k_pp`   Min-K%++ (Zhang et al. 2024): per token z_t = (log p(x_t|x_<t) − μ_t) / σ_t,
+               μ_t and σ_t the mean and std of log p(z|x_<t) over z ~ p(·|x_<t); the score
+               is −mean of the ⌊k·n⌋ lowest z_t (negated to follow the convention above).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def register_protocol(p: Protocol) -> Protocol:
 register_protocol(Protocol("scal", "C5 scalability (removal-request size)",
                            "forget set size (words)", cumulative=False))
 register_protocol(Protocol("sust", "C6 sustainability (sequential requests)",
-                           "unlearning requests so far", cumulative=True))
+                           "sequential requests (words unlearned so far)", cumulative=True))
 
 
 def get_protocol(name: str) -> Protocol:

@@ -97,8 +97,10 @@ def plot_results(results: dict):
                               - sc["value"])
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color=ROLE_COLORS["model"],
                         capsize=3)
+            key = "n_words_cumulative" if PROTOCOLS[proto["name"]].cumulative else "n_words"
             ax.set_xticks(range(len(step_labels)))
-            ax.set_xticklabels(step_labels, rotation=30, ha="right", fontsize=8)
+            ax.set_xticklabels([f"{s['label']}\n{s[key]} words" for s in proto["steps"]],
+                               fontsize=7)
             ax.set_xlabel(PROTOCOLS[proto["name"]].x_label, fontsize=8)
         else:
             for i, r in enumerate(rows):
@@ -109,8 +111,9 @@ def plot_results(results: dict):
                 err = None
                 if sc.get("ci_low") is not None and sc.get("ci_high") is not None:
                     err = [[v - sc["ci_low"]], [sc["ci_high"] - v]]
-                ax.bar(i, v, yerr=err, color=ROLE_COLORS.get(r["role"], "#1f77b4"),
-                       capsize=3, width=0.7)
+                bars = ax.bar(i, v, yerr=err, color=ROLE_COLORS.get(r["role"], "#1f77b4"),
+                              capsize=3, width=0.7)
+                ax.bar_label(bars, labels=[f"{v:.1f}"], fontsize=7, padding=2)
             ax.set_xticks(range(len(rows)))
             ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right",
                                fontsize=8)
@@ -121,6 +124,7 @@ def plot_results(results: dict):
         if info["direction"] in IDEAL_LINE:
             ax.axhline(IDEAL_LINE[info["direction"]], color="black", linewidth=0.8,
                        label="ideal")
+        _set_limits(ax, rows, m, info["direction"])
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
         ax.tick_params(axis="y", labelsize=8)
@@ -129,6 +133,22 @@ def plot_results(results: dict):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _set_limits(ax, rows, metric: str, direction: str) -> None:
+    """ROUGE-based criteria live on [0, 100]; PrivLeak around 0. Leave room for labels."""
+    vals = []
+    for r in rows:
+        sc = r["scores"].get(metric) or {}
+        vals += [sc[k] for k in ("value", "ci_low", "ci_high") if sc.get(k) is not None]
+    if not vals:
+        return
+    lo, hi = min(vals + [0.0]), max(vals + [0.0])
+    if direction in IDEAL_LINE:  # PrivLeak: show both sides of the ideal
+        span = max(hi - lo, 10.0)
+        ax.set_ylim(lo - 0.12 * span, hi + 0.12 * span)
+    else:
+        ax.set_ylim(0, max(hi * 1.15, 5.0))
 
 
 def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:

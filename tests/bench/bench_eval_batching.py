@@ -170,7 +170,7 @@ def main(argv=None) -> int:
                    help="torch threads (default: torch's choice); 1 is steadier on a busy box")
     p.add_argument("--skip-muse", action="store_true", help="skip the MUSE-style loop")
     p.add_argument("--repeats", type=int, default=2, help="batched runs (the best is kept)")
-    p.add_argument("--train-steps", type=int, default=0,
+    p.add_argument("--train-steps", type=int, default=60,
                    help="train the random model this many steps on the world's documents first "
                         "(makes outputs word-like; timing is unaffected)")
     p.add_argument("--device", default="cpu")

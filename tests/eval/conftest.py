@@ -29,8 +29,10 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
+    """Module scope: also covers module-scoped fixtures, and restores the setting after each
+    module so tests elsewhere keep torch's default."""
     with one_thread():
         yield
 

@@ -90,3 +90,16 @@ def test_stop_strings_and_shared_prefix_change_nothing_but_speed(target_model, t
     assert [cut_answer(s) for s in stopped] == [cut_answer(r) for r in reference]
     assert sum(map(len, stopped)) < sum(map(len, reference))  # and stopping saved tokens
     assert plain.generate(prompts, 32, batch_size=4) == reference  # batched, no prefix cache
+
+
+def test_sampling_is_seeded_and_leaves_the_global_rng_alone(random_model, tokenizer):
+    lm = LM(random_model, tokenizer, progress=False)
+    prompts = ["Alina Varga was born in", "Every morning"]
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = lm.generate(prompts, 12, greedy=False, temperature=1.5, seed=7)
+    after = torch.rand(1)
+    assert torch.equal(before, after)  # the caller's RNG stream is untouched
+    assert lm.generate(prompts, 12, greedy=False, temperature=1.5, seed=7) == a
+    assert lm.generate(prompts, 12, greedy=False, temperature=1.5, seed=8) != a

@@ -13,7 +13,7 @@ FAST = dict(verbmem_max_new_tokens=24, knowmem_max_new_tokens=8, n_resamples=500
             progress=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def suite_results(world_dir, tokenizer, target_model, retrain_model, random_model):
     return evaluate_models([("target", target_model, tokenizer, {"spec": "memorised"}),
                             ("random", random_model, tokenizer, {"spec": "random"})],

@@ -64,17 +64,20 @@ def test_singular_covariance_is_a_clear_error():
     covariance_factor(cov, 1e-3, "cpu")  # a ridge makes it solvable
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_edit_maps_k_star_to_v_star_and_touches_only_one_weight(arch, tok, facts, corpus):
+@pytest.mark.parametrize("arch, update_key", [("llama", "mean"), ("gpt2", "mean"),
+                                              ("llama", "prompt")])
+def test_edit_maps_k_to_v_star_and_touches_only_one_weight(arch, update_key, tok, facts, corpus):
     model = getattr(edit_toy, arch)(tok)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = EditConfig(layer=1, objective="fact_erasure", context_lengths=((3, 2),), v_steps=6,
-                     v_lr=0.5, cov_ridge=1e-3)
+                     v_lr=0.5, cov_ridge=1e-3, update_key=update_key)
     record = edit_model(model, tok, facts[0][:1], cfg, corpus)
     module = model.get_submodule(record.module)
     edit = record.edits[0]
     assert edit.delta_norm > 0
-    out = module(edit.k_star[None])[0].detach()  # W' k* + b
+    # "mean": the update is exact for k* (ROME Eq. 2); "prompt": for the bare prompt's key
+    assert torch.equal(edit.k_update, edit.k_star) == (update_key == "mean")
+    out = module(edit.k_update[None])[0].detach()  # W' k + b
     assert torch.allclose(out, edit.v_star, atol=1e-5 * max(1.0, float(edit.v_star.norm())))
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed == [f"{record.module}.weight"]
@@ -95,10 +98,32 @@ def test_sequential_edits_then_restore_is_bit_identical(tok, facts, corpus):
     # the last edit holds exactly; W' differs from W by the sum of three rank-one terms
     last = record.edits[-1]
     module = model.get_submodule(record.module)
-    assert torch.allclose(module(last.k_star[None])[0].detach(), last.v_star, atol=1e-4)
+    assert torch.allclose(module(last.k_update[None])[0].detach(), last.v_star, atol=1e-4)
     assert not torch.equal(module.weight, before[f"{record.module}.weight"])
     restore(model, record)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     summary = record.summary()
     assert summary["layer"] == 2 and [e["case_id"] for e in summary["edits"]] == [0, 1, 2]
+
+
+def test_an_edit_that_fails_midway_leaves_the_weights_untouched(tok, facts, monkeypatch):
+    from unlearn.rome import edit as edit_mod
+
+    model = edit_toy.llama(tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    real, calls = edit_mod.optimise_value, []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edit_mod, "optimise_value", fail_second)
+    cfg = EditConfig(layer=1, context_lengths=(), v_steps=3, use_covariance=False)
+    model.train()
+    with pytest.raises(KeyboardInterrupt):
+        edit_model(model, tok, facts[0], cfg)
+    assert len(calls) == 2 and model.training  # the first fact was applied, then undone
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -137,7 +137,20 @@ def render_markdown(results: dict) -> str:
 def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, split,
            retain_split, limit, retain_limit, out_dir, overwrite, seed, temperature,
            top_k_sampling, batch_size, dtype, device):
-    """Attack MODEL's facts with extraction attacks; write results.json and results.md."""
+    """Run extraction attacks on MODEL's facts; write results.json and results.md.
+
+    Each attack proposes at most B candidate answers per fact and succeeds when the true
+    answer is among them (Patil, Hase & Bansal 2024). head_projection (white-box): top-k and
+    bottom-k tokens of the logit lens at each chosen layer, B = 2·k·|layers|. prob_delta
+    (white-box): the same on differences of consecutive layers' lens distributions,
+    B = 2·k·(|layers| − 1). rephrase (black-box): m sampled answers for each of the last n
+    phrasings of the fact, B = n·m. With --base (the unedited model) the rewrite score and
+    Δ-accuracy on random facts and on neighbourhood prompts are added (docs/editing.md).
+
+    \b
+    Example:
+      unlearn attack runs/edited --data runs/demo/world --base runs/demo/models/target
+    """
     from eval.attacks.editing import editing_metrics
     from eval.attacks.extraction import ATTACKS, AttackParams, run_attack
     from eval.attacks.logit_lens import lens_layout, num_layers, resolve_layers

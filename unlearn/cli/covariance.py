@@ -36,7 +36,17 @@ import click
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 def covariance(model, layers, data, config, split, column, samples, max_length, batch_size,
                cov_dtype, rewrite_module, model_dtype, device):
-    """Compute (or find cached) C for each layer of MODEL and print the cache files."""
+    """Precompute ROME's key covariance C = E[k kᵀ] for layers of MODEL.
+
+    k is the input of the MLP down-projection at every corpus token. C is cached under
+    $LETHE_CACHE/covariance (default ~/.cache/lethe), keyed by the model's weights, the layer,
+    the corpus and these settings; edits with the same settings read it (docs/editing.md).
+
+    \b
+    Example (a Lethe world's retain texts):
+      unlearn covariance runs/demo/models/target --layers 0,1 --data runs/demo/world \\
+          --config raw --split retain1
+    """
     from lethe.loading import load_model, load_tokenizer
     from unlearn.cli.attack import _device, _int_list
     from unlearn.rome.covariance import get_covariance

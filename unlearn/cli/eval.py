@@ -14,15 +14,12 @@ reference, data tables, tokenizers, output directory) before the first model is 
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
 import click
 
 from lethe.errors import LetheError
-
-log = logging.getLogger(__name__)
 
 
 def _default_label(spec: str) -> str:

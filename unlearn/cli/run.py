@@ -33,10 +33,11 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     from unlearn.prepare import ensure_world, prepare
     from unlearn.recipe import expand_variants
 
-    if rec.world is not None and is_main_process():
-        ensure_world(rec.world)
-    if rec.prepare is not None and is_main_process():
-        prepare(rec)
+    if is_main_process():
+        if rec.prepare is not None:
+            prepare(rec)  # generates the world first when it is missing
+        elif rec.world is not None:
+            ensure_world(rec.world)
     _barrier()
     variants = expand_variants(rec, recipe)
     if variants:  # a comparison: every variant into output_dir/<label>, one report

@@ -41,8 +41,9 @@ class FactEdit:
     case_id: object
     subject: str
     answer: str  # the answer string the objective optimised (false / true / dummy)
-    k_star: torch.Tensor  # (d_ff,) float32, CPU
-    v_star: torch.Tensor  # (d_model,) float32, CPU: what the module now returns for k_star
+    k_star: torch.Tensor  # (d_ff,) float32, CPU: the mean key (left vector u = C⁻¹ k_star)
+    k_update: torch.Tensor  # (d_ff,) the key the update is exact for (cfg.update_key)
+    v_star: torch.Tensor  # (d_model,) float32, CPU: what the module now returns for k_update
     v_orig_norm: float
     delta_norm: float
     losses: list[float]
@@ -82,13 +83,21 @@ def _paraphrase_templates(fact: dict, count: int) -> list[str]:
     return paraphrases[:count]
 
 
-def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:
-    """Edit `model` in place so each fact follows `cfg.objective`; returns the EditRecord.
+@dataclass(frozen=True)
+class _Plan:
+    """Everything checked before the first forward pass."""
 
-    corpus: texts (list of str) or a dataset source for the covariance C (defaults to
-    cfg.cov_dataset); unused when cfg.use_covariance is False or C is already cached.
-    """
-    facts = list(facts)
+    objective: object
+    layout: object
+    layer: int
+    name: str  # the rewritten module
+    module: torch.nn.Module
+    orientation: str  # "out_in" (nn.Linear) | "in_out" (Conv1D)
+    defense_layers: tuple[int, ...]
+    answers: list[str]
+
+
+def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
     if not facts:
         raise LetheError("no facts to edit")
     for fact in facts:
@@ -106,52 +115,81 @@ def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) 
                              f"set EditConfig.defense_layers or edit a lower layer")
         defense_layers = resolve_layers(wanted, layout.n_layers, "defense layer")
     answers = [objective.answer(f, cfg, facts) for f in facts]
-    pad = pad_id_of(tok)
-    # validate every prompt before any expensive work
-    for fact in facts:
+    for fact in facts:  # every prompt must locate its subject
         label = fact_label(fact)
         make_row(tok, fact["prompt"], fact["subject"], label)
         if objective.uses_paraphrases:
             for p in _paraphrase_templates(fact, cfg.rephrase_count):
                 make_row(tok, p, fact["subject"], f"{label} paraphrase")
+    return _Plan(objective, layout, layer, name, module, orientation, defense_layers, answers)
 
-    record = EditRecord(cfg, layer, name,
-                        {f"{name}.weight": module.weight.detach().to("cpu", copy=True)})
+
+def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:
+    """Edit `model` in place so each fact follows `cfg.objective`; returns the EditRecord.
+
+    corpus: texts (list of str) or a dataset source for the covariance C (defaults to
+    cfg.cov_dataset); unused when cfg.use_covariance is False or C is already cached.
+    Inputs are checked before any work; if an edit fails midway, the weight is restored.
+    """
+    facts = list(facts)
+    plan = _plan(model, tok, facts, cfg)
+    record = EditRecord(cfg, plan.layer, plan.name,
+                        {f"{plan.name}.weight": plan.module.weight.detach().to("cpu", copy=True)})
+    was_training = model.training
+    model.eval()  # keys, values and C are read without dropout
+    try:
+        _run(model, tok, facts, cfg, corpus, plan, record)
+    except BaseException:
+        restore(model, record)
+        raise
+    finally:
+        model.train(was_training)
+    return record
+
+
+def _run(model, tok, facts: list[dict], cfg: EditConfig, corpus, plan: _Plan,
+         record: EditRecord) -> None:
+    pad = pad_id_of(tok)
+    module = plan.module
     factor = None
     if cfg.use_covariance:
-        cov = get_covariance(model, tok, name, corpus if corpus is not None else cfg.cov_dataset,
-                             cfg)
+        cov = get_covariance(model, tok, plan.name,
+                             corpus if corpus is not None else cfg.cov_dataset, cfg)
         record.covariance = {"path": str(cov.path), "cache_hit": cov.cache_hit,
                              "n_tokens": cov.n_tokens, "n_texts": cov.n_texts}
         factor = covariance_factor(cov.matrix, cfg.cov_ridge, model_device(model))
     record.contexts = context_templates(model, tok, cfg.context_templates, cfg.context_lengths,
                                         cfg.seed)
 
-    for fact, answer in tqdm(list(zip(facts, answers)), desc=f"edit ({cfg.objective})",
+    for fact, answer in tqdm(list(zip(facts, plan.answers)), desc=f"edit ({cfg.objective})",
                              unit="fact", leave=False):
         t0 = time.perf_counter()
         label = fact_label(fact)
         subject = fact["subject"]
         rows = [make_row(tok, compose(c, fact["prompt"]), subject, label)
                 for c in record.contexts]
-        k_star = compute_key(model, module, rows, pad)
+        k_star = compute_key(model, module, rows, pad)  # (d_ff,) ROME Eq. 3
+        if cfg.update_key == "prompt":  # ROME's code: exact for the unprefixed prompt's key
+            k_update = compute_key(model, module, [make_row(tok, fact["prompt"], subject,
+                                                            label)], pad)
+        else:  # ROME Eq. 2: exact for the mean key k*
+            k_update = k_star
         rewrite_rows = list(rows)
-        if objective.uses_paraphrases:
+        if plan.objective.uses_paraphrases:
             rewrite_rows += [make_row(tok, p, subject, f"{label} paraphrase")
                              for p in _paraphrase_templates(fact, cfg.rephrase_count)]
         kl_rows = [make_row(tok, p, subject, f"{label} KL prompt") for p in cfg.kl_prompts]
-        value = optimise_value(model, tok, module, layout.lens, answer, rewrite_rows, kl_rows,
-                               k_star, objective, cfg, defense_layers)
-        u = left_vector(k_star, factor)
-        delta_w = rank_one_delta(k_star, value.v_star - value.v_orig, u)
-        apply_delta(module, delta_w, orientation)
+        value = optimise_value(model, tok, module, plan.layout.lens, answer, rewrite_rows,
+                               kl_rows, k_update, plan.objective, cfg, plan.defense_layers)
+        u = left_vector(k_star, factor)  # C⁻¹ k*
+        delta_w = rank_one_delta(k_update, value.v_star - value.v_orig, u)  # ROME Eq. 2
+        apply_delta(module, delta_w, plan.orientation)
         record.edits.append(FactEdit(
             fact.get("case_id"), subject, answer, k_star.detach().cpu(),
-            value.v_star.detach().cpu(), float(value.v_orig.norm()), float(value.delta.norm()),
-            value.losses, value.logs, time.perf_counter() - t0))
+            k_update.detach().cpu(), value.v_star.detach().cpu(), float(value.v_orig.norm()),
+            float(value.delta.norm()), value.losses, value.logs, time.perf_counter() - t0))
         log.debug("%s -> %r: loss %.4f -> %.4f, |delta| %.3f", label, answer,
                   value.losses[0], value.losses[-1], float(value.delta.norm()))
-    return record
 
 
 def apply_edits(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:

@@ -74,6 +74,10 @@ class EditConfig:
     """After each step, ||δ|| is clamped to clamp_norm_factor · ||v_orig|| (ROME: 4)."""
     v_stop_loss: float = 0.05
     """Target-NLL objectives stop early once their objective term is below this (ROME: 5e-2)."""
+    update_key: Literal["mean", "prompt"] = "mean"
+    """Which key the rank-one update is exact for (update.py). "mean": k*, the mean over the
+    context templates (ROME paper, Eq. 2: W'k* = v*). "prompt": the key of the bare prompt
+    (ROME's released code divides by it, so the unprefixed prompt gets exactly v*)."""
 
     # --- context templates (contexts.py) ------------------------------------------------------
     context_templates: tuple[str, ...] = ("{}",)
@@ -125,6 +129,8 @@ class EditConfig:
             (self.cov_ridge >= 0, f"cov_ridge must be >= 0 (got {self.cov_ridge})"),
             (self.cov_dtype in ("float32", "float64"),
              f"cov_dtype must be float32 or float64 (got {self.cov_dtype!r})"),
+            (self.update_key in ("mean", "prompt"),
+             f"update_key must be 'mean' or 'prompt' (got {self.update_key!r})"),
             (self.margin_on in ("logit", "prob"),
              f"margin_on must be 'logit' or 'prob' (got {self.margin_on!r})"),
             (bool(self.context_templates) or bool(self.context_lengths),

@@ -9,6 +9,10 @@ i.e. ΔW = (v* − W k*) uᵀ / (uᵀ k*) with the left vector u = C⁻¹ k*. Th
 W k*) = v* exactly, and any key k with uᵀ k = 0 (C⁻¹-orthogonal to k*) is left unchanged.
 With a bias b, "W k*" means the module's output W k* + b, which the update does not touch.
 
+ROME's released code keeps u = C⁻¹ k* but puts the *unprefixed prompt's* key k_p in the
+residual and the denominator, ΔW = (v* − W k_p) uᵀ / (uᵀ k_p), so that prompt gets exactly v*
+(EditConfig.update_key = "prompt"); `rank_one_delta(k_p, r, u)` computes that too.
+
 Shapes: W is (d_model, d_ff) for nn.Linear (ΔW = r uᵀ) and (d_ff, d_model) for GPT-2's
 Conv1D (ΔW = u rᵀ). The algebra is done in float64 and cast to the weight's dtype once.
 """
@@ -41,7 +45,9 @@ def left_vector(k_star: torch.Tensor, factor: torch.Tensor | None) -> torch.Tens
 
 
 def rank_one_delta(k_star: torch.Tensor, residual: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """ΔW (d_model, d_ff), float64 = residual uᵀ / (uᵀ k*); residual = v* − (W k* + b)."""
+    """ΔW (d_model, d_ff), float64 = residual uᵀ / (uᵀ k); residual = v* − (W k + b).
+
+    `k_star` is the key the update must be exact for (k* itself, or the prompt's key)."""
     k = k_star.to(u.device, torch.float64)
     denom = u @ k
     if not torch.isfinite(denom) or abs(float(denom)) < 1e-12:

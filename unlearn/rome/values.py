@@ -7,10 +7,11 @@ subject's last token such that the rewriting prompts produce the wanted answer, 
     v* = v_orig + δ,   δ = argmin  L_obj(δ) + λ_KL · KL(P_δ[· | p'] || P[· | p'])
                                   + λ_wd · ||δ||² / ||v_orig||²
 
-with v_orig = W k* + b the unedited output at k* (so the update's residual v* − W k* − b is δ
-itself). δ is added at the subject-last position of every prompt, optimised with Adam, and
-clamped after each step to ||δ|| ≤ clamp_norm_factor · ||v_orig||. L_obj is the objective's
-term (objectives.py): ROME's NLL of a target, or a deletion objective (Patil et al. 2024).
+with v_orig = W k + b the unedited output at the key the update will be exact for (k*, or the
+bare prompt's key; EditConfig.update_key), so the update's residual v* − W k − b is δ itself.
+δ is added at the subject-last position of every prompt, optimised with Adam, and clamped
+after each step to ||δ|| ≤ clamp_norm_factor · ||v_orig||. L_obj is the objective's term
+(objectives.py): ROME's NLL of a target, or a deletion objective (Patil et al. 2024).
 The KL prompts are scored at their last token (ROME Eq. 4's P[x | p']).
 """
 
@@ -31,7 +32,7 @@ from unlearn.rome.prompts import PromptRow
 @dataclass
 class ValueResult:
     v_star: torch.Tensor  # (d_model,) float32: v_orig + δ
-    v_orig: torch.Tensor  # (d_model,) float32: W k* + b
+    v_orig: torch.Tensor  # (d_model,) float32: W k + b at the update key
     delta: torch.Tensor  # (d_model,) float32
     losses: list[float] = field(default_factory=list)  # total loss at each step
     logs: dict = field(default_factory=dict)  # the objective's terms at the last step
@@ -68,7 +69,7 @@ def frozen(model):
 
 def optimise_value(model, tok, module, lens_layout, answer: str,
                    rewrite_rows: Sequence[PromptRow], kl_rows: Sequence[PromptRow],
-                   k_star: torch.Tensor, objective: Objective, cfg,
+                   k_update: torch.Tensor, objective: Objective, cfg,
                    defense_layers: Sequence[int] = ()) -> ValueResult:
     device = model_device(model)
     weight = module.weight
@@ -97,7 +98,7 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
     kl_pos = torch.tensor([len(r.ids) - 1 for r in kl_rows], device=device, dtype=torch.long)
 
     with torch.no_grad():
-        v_orig = module(k_star.to(device=device, dtype=weight.dtype)[None]).float()[0]
+        v_orig = module(k_update.to(device=device, dtype=weight.dtype)[None]).float()[0]
     delta = torch.zeros_like(v_orig, requires_grad=True)  # (d_model,)
     opt = torch.optim.Adam([delta], lr=cfg.v_lr)
     max_norm = cfg.clamp_norm_factor * v_orig.norm()

@@ -1,0 +1,103 @@
+"""Benchmark: ROME edit time with a cold vs a warm covariance cache.
+
+    python tests/bench/bench_rome_edit.py                  # random 4-layer Llama, d=256 (~1 min)
+    python tests/bench/bench_rome_edit.py --model smollm2  # SmolLM2-135M (several minutes on CPU)
+
+Edits the same facts twice into a fresh LETHE_CACHE: the first edit computes C = E[k kᵀ] over
+the corpus (the Lethe demo world's retain texts), the second reads it from the cache. Prints
+seconds per phase and the cold/warm ratio. Not a test: numbers vary with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+KNOWN_FACTS = [  # facts SmolLM2-135M-Instruct answers greedily
+    {"subject": "The Eiffel Tower", "prompt": "{} is located in the city of",
+     "target_true": "Paris", "relation": "city", "case_id": 0},
+    {"subject": "The Colosseum", "prompt": "{} is located in the city of",
+     "target_true": "Rome", "relation": "city", "case_id": 1},
+]
+
+
+def random_llama(tok, d: int, layers: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=d, intermediate_size=4 * d,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                      max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="random", help="'random' or a model spec (smollm2, dir)")
+    ap.add_argument("--layer", type=int, default=None)
+    ap.add_argument("--facts", type=int, default=2)
+    ap.add_argument("--cov-samples", type=int, default=200)
+    ap.add_argument("--v-steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cache = tempfile.mkdtemp(prefix="lethe-bench-cov-")
+    gguf_cache = os.environ.get("LETHE_CACHE")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from unlearn.rome import EditConfig, edit_model, restore
+    from unlearn.world import WorldSpec, generate_world
+
+    world = generate_world(WorldSpec(seed=0, size="demo"))
+    corpus = [r["text"] for g in ("retain1", "retain2") for r in world.data["raw"][g]]
+    t0 = time.perf_counter()
+    if args.model == "random":
+        sys.path.insert(0, str(ROOT / "tests" / "rome"))
+        import edit_toy
+
+        tok = edit_toy.tokenizer(600)
+        model = random_llama(tok, 256, 4)
+        facts = world.data["facts"]["forget"][:args.facts]
+    else:
+        from lethe.loading import load_model, load_tokenizer
+
+        tok, model = load_tokenizer(args.model), load_model(args.model, dtype="float32").eval()
+        facts = KNOWN_FACTS[:args.facts]
+    load_s = time.perf_counter() - t0
+    os.environ["LETHE_CACHE"] = cache  # after loading: a GGUF conversion stays in its own cache
+    cfg = EditConfig(layer=args.layer, objective="fact_erasure", context_lengths=((5, 3),),
+                     v_steps=args.v_steps, cov_samples=args.cov_samples, cov_max_length=128)
+    timings = {}
+    for phase in ("cold", "warm"):
+        t = time.perf_counter()
+        record = edit_model(model, tok, facts, cfg, corpus)
+        timings[phase] = time.perf_counter() - t
+        timings[f"{phase}_hit"] = record.covariance["cache_hit"]
+        per_fact = sum(e.seconds for e in record.edits) / len(record.edits)
+        restore(model, record)
+    if gguf_cache is not None:
+        os.environ["LETHE_CACHE"] = gguf_cache
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model {args.model} ({n_params / 1e6:.1f}M params, layer {record.layer}, "
+          f"{record.covariance['n_tokens']} corpus tokens), {len(facts)} facts, "
+          f"{args.v_steps} v-steps, {torch.get_num_threads()} thread(s); load {load_s:.1f} s")
+    print(f"cold (computes C):  {timings['cold']:.2f} s  (cache hit: {timings['cold_hit']})")
+    print(f"warm (cached C):    {timings['warm']:.2f} s  (cache hit: {timings['warm_hit']})")
+    print(f"per fact (k*, v*, update): {per_fact:.2f} s")
+    print(f"ratio cold / warm: {timings['cold'] / timings['warm']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
