@@ -208,7 +208,8 @@ def build_scorers(rewards, device=None, need=("appropriateness",)) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# the prompt filter (as in the paper: only arguments the classifier deems inappropriate are rewritten)
+# the prompt filter (as in the paper, only arguments the classifier deems inappropriate are
+# rewritten)
 
 
 def inappropriate_rows(p_appropriate: Sequence[float], threshold: float = 0.5) -> list[int]:

@@ -170,7 +170,8 @@ class RewardsSection:
 
 @dataclass(frozen=True)
 class FilterSection:
-    """Keep only prompts the appropriateness classifier scores as inappropriate (as in the paper)."""
+    """Keep only arguments the appropriateness classifier scores as inappropriate (as the paper
+    does)."""
 
     enabled: bool = True
     threshold: float = 0.5  # keep a text when its P(inappropriate) = 1 - the appropriateness

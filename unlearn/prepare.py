@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lethe.errors import LetheError
-from lethe.loading import load_table
+from lethe.loading import load_model, load_table
 from lethe.trainer import DivergenceGuard, LetheTrainer, training_arguments
 from unlearn.data import LMCollator, TextDataset, tokenize_texts
 from unlearn.methods.losses import nll
@@ -100,8 +100,14 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
     if recipe.prepare is None:
         raise LetheError("the recipe has no `prepare:` section; add one (see recipes/demo.yaml)")
     section = recipe.prepare
-    source = str(ensure_world(recipe.world, overwrite=False)) if recipe.world else \
-        recipe.data.source
+    if recipe.shakespeare is not None:
+        from unlearn.shakespeare import ensure_shakespeare
+
+        source = str(ensure_shakespeare(recipe.shakespeare))
+    elif recipe.world is not None:
+        source = str(ensure_world(recipe.world, overwrite=False))
+    else:
+        source = recipe.data.source
     out = Path(section.out_dir)
     done = all((out / name / "config.json").is_file() for name in ("target", "retrain"))
     if done and not overwrite:
@@ -109,16 +115,22 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
         return {"skipped": True, "out_dir": str(out)}
     forget = read_texts(source, "raw", "forget")
     retain = [t for split in section.retain_splits for t in read_texts(source, "raw", split)]
-    # The tokenizer sees forget, retain AND holdout text: a vocabulary fitted to forget but
-    # not holdout would split holdout names into more, rarer pieces and hand membership
-    # inference a signal even on the retrain model (its AUC fell to 0.0 that way). No model
-    # weight is ever trained on holdout.
-    holdout = read_texts(source, "raw", "holdout")
-    tokenizer = train_tokenizer(forget + retain + holdout, section.arch.vocab_size)
+    if section.base_model:
+        from lethe.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(section.base_model)
+    else:
+        # The tokenizer sees forget, retain AND holdout text: a vocabulary fitted to forget but
+        # not holdout would split holdout names into more, rarer pieces and hand membership
+        # inference a signal even on the retrain model (its AUC fell to 0.0 that way). No
+        # model weight is ever trained on holdout.
+        holdout = read_texts(source, "raw", "holdout")
+        tokenizer = train_tokenizer(forget + retain + holdout, section.arch.vocab_size)
     summary = {"out_dir": str(out), "world": source, "forget_docs": len(forget),
                "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
     for name, texts in (("target", forget + retain), ("retrain", retain)):
-        model = build_model(section, tokenizer, recipe.seed)
+        model = (load_model(section.base_model) if section.base_model
+                 else build_model(section, tokenizer, recipe.seed))
         n_params = sum(p.numel() for p in model.parameters())
         trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
                                           recipe.seed, desc=f"prepare {name}")

@@ -14,6 +14,7 @@ from typing import Literal
 from lethe.recipe import load_recipe, passthrough_field, registry_field
 from lethe.trainer import LoraSection, training_argument_names, training_argument_types
 from unlearn.methods import MethodConfig, method_config_class, method_names
+from unlearn.shakespeare import ShakespeareSection
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ class ArchSection:
 class PrepareSection:
     """Training the `target` (forget+retain) and `retrain` (retain only) checkpoints."""
 
-    out_dir: str = "runs/demo/models"  # gets tokenizer/, target/, retrain/
+    out_dir: str = "runs/demo/models"  # gets target/ and retrain/
+    # Fine-tune this pretrained model (spec: hub id, dir, .gguf, alias) instead of training a
+    # tokenizer and a fresh Llama of shape `arch` from scratch.
+    base_model: str | None = None
     arch: ArchSection = field(default_factory=ArchSection)
     max_length: int = 256  # tokens per training chunk
     retain_splits: tuple[str, ...] = ("retain1", "retain2")  # raw splits both models see
@@ -123,6 +127,7 @@ class UnlearnRecipe:
     output_dir: str = "runs/unlearn"  # checkpoints, results.json/md/png, metrics.jsonl
     seed: int = 0
     world: WorldSection | None = None
+    shakespeare: ShakespeareSection | None = None  # the offline real-text case instead
     prepare: PrepareSection | None = None
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)

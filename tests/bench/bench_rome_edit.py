@@ -79,6 +79,10 @@ def main() -> None:
     os.environ["LETHE_CACHE"] = cache  # after loading: a GGUF conversion stays in its own cache
     cfg = EditConfig(layer=args.layer, objective="fact_erasure", context_lengths=((5, 3),),
                      v_steps=args.v_steps, cov_samples=args.cov_samples, cov_max_length=128)
+    from eval.attacks.editing import answer_probs, fact_queries
+
+    queries = fact_queries(facts)
+    p_before = answer_probs(model, tok, *queries)
     timings = {}
     for phase in ("cold", "warm"):
         t = time.perf_counter()
@@ -86,6 +90,7 @@ def main() -> None:
         timings[phase] = time.perf_counter() - t
         timings[f"{phase}_hit"] = record.covariance["cache_hit"]
         per_fact = sum(e.seconds for e in record.edits) / len(record.edits)
+        p_after = answer_probs(model, tok, *queries)
         restore(model, record)
     if gguf_cache is not None:
         os.environ["LETHE_CACHE"] = gguf_cache
@@ -97,6 +102,8 @@ def main() -> None:
     print(f"warm (cached C):    {timings['warm']:.2f} s  (cache hit: {timings['warm_hit']})")
     print(f"per fact (k*, v*, update): {per_fact:.2f} s")
     print(f"ratio cold / warm: {timings['cold'] / timings['warm']:.2f}x")
+    print("p(true answer) before -> after the fact_erasure edit: " + ", ".join(
+        f"{f['target_true']} {a:.3f} -> {b:.3f}" for f, a, b in zip(facts, p_before, p_after)))
 
 
 if __name__ == "__main__":

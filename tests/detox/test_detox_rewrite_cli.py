@@ -1,0 +1,208 @@
+"""`detox rewrite`: end to end on a tiny Llama -- resume, kills, bad lines, stdin/stdout."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from detox.cli import cli
+from lethe.errors import LetheError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "input.jsonl"
+
+
+def invoke(args, input=None):
+    return CliRunner().invoke(cli, args, input=input)
+
+
+def lines(path):
+    return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def synthetic_input(path, n):
+    from detox.fewshot import load_pool
+
+    demos = load_pool("builtin")
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"s{i}", "text": demos[i % len(demos)].source}) + "\n")
+    return path
+
+
+def test_rewrite_examples_then_rerun_is_a_no_op(tmp_path, tiny_recipe_args, index_cache):
+    out = tmp_path / "out.jsonl"
+    res = invoke(["rewrite", str(EXAMPLES), "-o", str(out), *tiny_recipe_args])
+    assert res.exit_code == 0, res.output
+    got = lines(out)
+    want = [json.loads(x) for x in EXAMPLES.read_text().splitlines()]
+    assert [g["id"] for g in got] == [w["id"] for w in want]
+    assert all(g["text"] == w["text"] and isinstance(g["rewrite"], str)
+               for g, w in zip(got, want))
+    assert got[8]["context"] == want[8]["context"] and "scores" not in got[0]
+    assert "15 line(s) rewritten" in res.stderr and "lines/s" in res.stderr
+    assert list(index_cache.glob("detox-index/*.npy"))  # the pool index was cached
+    before = out.read_bytes()
+    again = invoke(["rewrite", str(EXAMPLES), "-o", str(out), *tiny_recipe_args])
+    assert again.exit_code == 0 and "0 line(s) rewritten, 15 already done" in again.stderr
+    assert out.read_bytes() == before
+
+
+def test_resume_after_a_torn_last_line(tmp_path, tiny_recipe_args, index_cache):
+    args = [*tiny_recipe_args, "--set", "generation.batch_size=1"]
+    full = tmp_path / "full.jsonl"
+    assert invoke(["rewrite", str(EXAMPLES), "-o", str(full), *args]).exit_code == 0
+    raw = full.read_bytes().splitlines(keepends=True)
+    part = tmp_path / "part.jsonl"
+    part.write_bytes(b"".join(raw[:6]) + raw[6][: len(raw[6]) // 2])  # killed mid-line 7
+    res = invoke(["rewrite", str(EXAMPLES), "-o", str(part), *args])
+    assert res.exit_code == 0, res.output
+    assert "9 line(s) rewritten, 6 already done" in res.stderr
+    assert part.read_bytes() == full.read_bytes()
+
+
+def test_batched_rewrites_equal_one_at_a_time(tmp_path, tiny_recipe_args, index_cache):
+    one, four = tmp_path / "one.jsonl", tmp_path / "four.jsonl"
+    assert invoke(["rewrite", str(EXAMPLES), "-o", str(one), *tiny_recipe_args,
+                   "--set", "generation.batch_size=1"]).exit_code == 0
+    assert invoke(["rewrite", str(EXAMPLES), "-o", str(four), *tiny_recipe_args,
+                   "--set", "generation.batch_size=4"]).exit_code == 0
+    assert [x["rewrite"] for x in lines(one)] == [x["rewrite"] for x in lines(four)]
+
+
+def test_sigkill_mid_run_loses_no_finished_line(tmp_path, tiny_recipe_args, index_cache):
+    """A real SIGKILL of the console command, a torn tail on top, then a resume."""
+    inp = synthetic_input(tmp_path / "in.jsonl", 60)
+    args = [*tiny_recipe_args, "--set", "generation.batch_size=1",
+            "--set", "generation.max_new_tokens=48"]
+    full = tmp_path / "full.jsonl"
+    assert invoke(["rewrite", str(inp), "-o", str(full), *args]).exit_code == 0
+    out = tmp_path / "killed.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "detox", "rewrite", str(inp), "-o", str(out),
+                             *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.02)
+    still_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not still_running:
+        pytest.skip("the run finished before it could be killed")
+    kept = out.read_bytes()
+    assert kept.count(b"\n") >= 3
+    n_kept = kept.count(b"\n")
+    with out.open("ab") as fh:  # plus a torn half line, as a kill inside write() would leave
+        fh.write(full.read_bytes().splitlines(keepends=True)[n_kept][:20])
+    res = invoke(["rewrite", str(inp), "-o", str(out), *args])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == full.read_bytes()
+    assert out.read_bytes().startswith(kept[: kept.rfind(b"\n") + 1])
+
+
+def test_bad_lines_fail_before_any_generation(tmp_path, tiny_recipe_args):
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'{"id": 1, "text": "ok"}\n{"id": 2, "text": 5}\n{"id": 1, "text": "x"}\n'
+                    b'\xff\xfe\n{"id": 4, "text": "fine"}\n')
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    # a model that does not exist: validation must stop the run before it is ever loaded
+    res = invoke(["rewrite", str(inp), "-o", str(out), *tiny_recipe_args,
+                  "--set", "rewriter.model=/nonexistent/model"])
+    assert isinstance(res.exception, LetheError)
+    msg = str(res.exception)
+    assert "3 bad line(s): line 2: 'text' must be a string" in msg
+    assert "line 3: duplicate id 1" in msg and "line 4: not UTF-8" in msg
+    assert "--on-error skip" in msg and "\n" not in msg
+    assert out.read_text() == "precious\n"
+
+
+def test_on_error_skip_writes_only_good_lines(tmp_path, tiny_recipe_args, index_cache):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": 1, "text": "you idiot"}\nnot json\n{"id": 3, "text": "shut up"}\n')
+    out = tmp_path / "out.jsonl"
+    res = invoke(["rewrite", str(inp), "-o", str(out), "--on-error", "skip", *tiny_recipe_args])
+    assert res.exit_code == 0, res.output
+    assert [x["id"] for x in lines(out)] == [1, 3]
+    assert "line 2: invalid JSON" in res.stderr and "1 bad line(s) skipped" in res.stderr
+
+
+def test_stdin_to_stdout(tiny_recipe_args, index_cache):
+    data = '{"id": "a", "text": "you idiot"}\n{"id": "b", "text": "shut up", "context": "hi"}\n'
+    res = invoke(["rewrite", "-", *tiny_recipe_args], input=data.encode())
+    assert res.exit_code == 0, res.output
+    got = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [g["id"] for g in got] == ["a", "b"] and got[1]["context"] == ["hi"]
+    assert "2 line(s) rewritten" in res.stderr and "<stdout>" in res.stderr
+
+
+def test_overwrite_and_foreign_outputs(tmp_path, tiny_recipe_args, index_cache):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 999, "text": "t", "rewrite": "r"}\n')
+    res = invoke(["rewrite", str(EXAMPLES), "-o", str(out), *tiny_recipe_args])
+    assert isinstance(res.exception, LetheError) and "999" in str(res.exception)
+    res = invoke(["rewrite", str(EXAMPLES), "-o", str(out), "--overwrite", *tiny_recipe_args])
+    assert res.exit_code == 0, res.output
+    assert len(lines(out)) == 15 and 999 not in [x["id"] for x in lines(out)]
+    res = invoke(["rewrite", str(EXAMPLES), "-o", str(EXAMPLES)])
+    assert isinstance(res.exception, LetheError) and "is the input file" in str(res.exception)
+
+
+def test_best_of_n_keeps_the_top_ranked_candidate(tiny_llama, index_cache):
+    from detox.cli.rewrite import load_rewrite_recipe
+    from detox.rewriters import Item, build_rewriter
+    from eval.detox.scorers import Scorers
+
+    recipe = load_rewrite_recipe(None, [
+        "rewriter.name=best_of_n", "rewriter.n=3", f"rewriter.base.model={tiny_llama}",
+        "rewriter.base.embedder=hashing:512", "generation.max_new_tokens=6",
+        "scorers.sim.model=hashing:512", f"scorers.fl.model={tiny_llama}"])
+    scorers = Scorers.from_config(recipe.scorers)
+    bon = build_rewriter(recipe.rewriter, recipe, scorers)
+    items = [Item("you are an idiot"), Item("shut up and leave", ("hello",))]
+    got = bon.rewrite(items)
+    # recompute the candidates (sampling is seeded by the batch) and their ranking by hand
+    prompts = bon.base.prompts(items)
+    sampled = bon.base.candidates(items, n=3, prompts=prompts,
+                                  sampling={"temperature": 1.0, "top_p": 0.95})
+    greedy = bon.base.candidates(items, prompts=prompts)
+    for item, g, s, r in zip(items, greedy, sampled, got):
+        cands = g + s
+        srcs = [item.text] * len(cands)
+        rank = [a * b * c for a, b, c in zip(scorers.sta.score(cands),
+                                              scorers.sim.score(cands, srcs),
+                                              scorers.fl.score(cands))]
+        assert r.text == cands[rank.index(max(rank))]
+        assert r.scores["sta"] * r.scores["sim"] * r.scores["fl"] == pytest.approx(max(rank))
+
+
+def test_scores_flag_adds_components(tmp_path, tiny_recipe_args, index_cache):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": 1, "text": "you idiot"}\n')
+    out = tmp_path / "out.jsonl"
+    assert invoke(["rewrite", str(inp), "-o", str(out), "--scores",
+                   *tiny_recipe_args]).exit_code == 0
+    scores = lines(out)[0]["scores"]
+    assert set(scores) == {"sta", "sim", "fl"} and all(0 <= v <= 1 for v in scores.values())
+
+
+def test_console_errors_are_one_line_with_exit_code_2(tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": 1}\n')
+    proc = subprocess.run([sys.executable, "-m", "detox", "rewrite", str(inp), "-o",
+                           str(tmp_path / "o.jsonl")], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"detox: error: {inp}: 1 bad line(s): line 1: missing 'text'; nothing was generated. "
+        f"Fix them or pass --on-error skip"]
+    assert not (tmp_path / "o.jsonl").exists()
