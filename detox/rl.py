@@ -201,6 +201,9 @@ def save_policy(trainer, tokenizer, out: Path, base_spec: str, merge: bool) -> P
     from detox.classifier import save_dir_atomically
 
     tmp = out / ".model.partial"
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted save
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))  # every rank: gathers ZeRO-3 shards; rank 0 writes
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:

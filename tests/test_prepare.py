@@ -1,9 +1,12 @@
 """`unlearn prepare` on the tiny world: tokenizer + target/retrain checkpoints that load."""
 
-import pytest
+import json
+
 import torch
 
 from lethe.loading import load_model, load_tokenizer
+from unlearn.data import LMCollator, tokenize_texts
+from unlearn.methods.losses import nll
 from unlearn.prepare import prepare, read_texts, train_tokenizer
 from unlearn.recipe import load_unlearn_recipe
 
@@ -15,43 +18,46 @@ def test_tokenizer_round_trips_unseen_text():
     assert tok.decode(ids, skip_special_tokens=True) == "Zyx qü 1872!"  # byte-level: no <unk>
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prep")
-    recipe = load_unlearn_recipe("recipes/tiny.yaml", [
-        f"world.dir={root}/world", f"prepare.out_dir={root}/models", f"data.source={root}/world",
-        "prepare.train.max_steps=40", "prepare.train.logging_steps=5"])
-    return root, recipe, prepare(recipe)
-
-
-def test_prepare_writes_loadable_checkpoints(prepared):
-    root, recipe, summary = prepared
-    assert (root / "world" / "world.json").is_file()
+def test_prepare_writes_loadable_checkpoints(tiny_prepared):
+    root, _ = tiny_prepared
+    assert json.loads((root / "world" / "world.json").read_text())["size"] == "tiny"
     for name in ("target", "retrain"):
         path = root / "models" / name
         assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
         model, tok = load_model(str(path)), load_tokenizer(str(path))
         assert model.config.model_type == "llama" and len(tok) == model.config.vocab_size
-    assert summary["models"]["target"]["train_docs"] > summary["models"]["retrain"]["train_docs"]
 
 
-def test_target_fits_forget_better_than_retrain(prepared):
+def forget_nll(path, texts):
+    model, tok = load_model(str(path)), load_tokenizer(str(path))
+    with torch.no_grad():
+        return nll(model, LMCollator(tok.pad_token_id)(tokenize_texts(tok, texts, 128))).item()
+
+
+def test_target_fits_forget_better_than_retrain(tiny_prepared):
     """Only the target saw the forget split, so it assigns it a lower loss."""
-    root, recipe, _ = prepared
-    from unlearn.data import LMCollator, tokenize_texts
-    from unlearn.methods.losses import nll
-
+    root, _ = tiny_prepared
     forget = read_texts(str(root / "world"), "raw", "forget")
-    losses = {}
-    for name in ("target", "retrain"):
-        model, tok = load_model(str(root / "models" / name)), load_tokenizer(str(root / "models" /
-                                                                                  name))
-        batch = LMCollator(tok.pad_token_id)(tokenize_texts(tok, forget, 128))
-        with torch.no_grad():
-            losses[name] = nll(model, batch).item()
-    assert losses["target"] < losses["retrain"] - 0.2
+    assert forget_nll(root / "models" / "target", forget) < \
+        forget_nll(root / "models" / "retrain", forget) - 0.2
 
 
-def test_second_prepare_skips_existing(prepared):
-    _, recipe, _ = prepared
-    assert prepare(recipe)["skipped"] is True
+def test_second_prepare_skips_existing(tiny_prepared):
+    _, overrides = tiny_prepared
+    assert prepare(load_unlearn_recipe("recipes/tiny.yaml", overrides))["skipped"] is True
+
+
+def test_prepare_fine_tunes_a_base_model(tiny_prepared, tmp_path):
+    """`prepare.base_model`: fine-tune a pretrained checkpoint (here the tiny target) on a
+    Shakespeare split instead of training from scratch; the base's tokenizer is kept."""
+    root, _ = tiny_prepared
+    base = root / "models" / "target"
+    recipe = load_unlearn_recipe("recipes/shakespeare.yaml", [
+        f"shakespeare.dir={tmp_path}/sh", "shakespeare.max_forget_chunks=4",
+        "shakespeare.max_retain_chunks=4", f"prepare.out_dir={tmp_path}/m",
+        f"prepare.base_model={base}", "prepare.max_length=64", "prepare.train.max_steps=3",
+        "prepare.train.learning_rate=1e-3"])
+    summary = prepare(recipe)
+    assert summary["vocab_size"] == len(load_tokenizer(str(base)))
+    forget = read_texts(f"{tmp_path}/sh", "raw", "forget")
+    assert forget_nll(tmp_path / "m" / "target", forget) < forget_nll(base, forget)

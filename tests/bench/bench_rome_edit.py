@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--cov-samples", type=int, default=200)
     ap.add_argument("--v-steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--objective", default="fact_erasure")
+    ap.add_argument("--update-key", choices=("mean", "prompt"), default="mean")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,8 +80,9 @@ def main() -> None:
         facts = KNOWN_FACTS[:args.facts]
     load_s = time.perf_counter() - t0
     os.environ["LETHE_CACHE"] = cache  # after loading: a GGUF conversion stays in its own cache
-    cfg = EditConfig(layer=args.layer, objective="fact_erasure", context_lengths=((5, 3),),
-                     v_steps=args.v_steps, cov_samples=args.cov_samples, cov_max_length=128)
+    cfg = EditConfig(layer=args.layer, objective=args.objective, update_key=args.update_key,
+                     context_lengths=((5, 3),), v_steps=args.v_steps,
+                     cov_samples=args.cov_samples, cov_max_length=128)
     from eval.attacks.editing import answer_probs, fact_queries
 
     queries = fact_queries(facts)
@@ -94,6 +98,7 @@ def main() -> None:
         restore(model, record)
     if gguf_cache is not None:
         os.environ["LETHE_CACHE"] = gguf_cache
+    shutil.rmtree(cache, ignore_errors=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model {args.model} ({n_params / 1e6:.1f}M params, layer {record.layer}, "
           f"{record.covariance['n_tokens']} corpus tokens), {len(facts)} facts, "
@@ -102,7 +107,8 @@ def main() -> None:
     print(f"warm (cached C):    {timings['warm']:.2f} s  (cache hit: {timings['warm_hit']})")
     print(f"per fact (k*, v*, update): {per_fact:.2f} s")
     print(f"ratio cold / warm: {timings['cold'] / timings['warm']:.2f}x")
-    print("p(true answer) before -> after the fact_erasure edit: " + ", ".join(
+    print(f"p(true answer) before -> after the {args.objective} edit "
+          f"(update_key {args.update_key}): " + ", ".join(
         f"{f['target_true']} {a:.3f} -> {b:.3f}" for f, a, b in zip(facts, p_before, p_after)))
 
 
