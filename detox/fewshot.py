@@ -118,7 +118,8 @@ def detect_layout(columns: Sequence[str], where: str) -> str:
 
 
 def load_pool(spec: str) -> list[Demo]:
-    """Demonstrations from a file (`builtin` = the bundled pool); rows lacking a side are skipped."""
+    """Demonstrations from a file (`builtin` = the bundled pool); rows missing a side are
+    skipped."""
     path = builtin_pool_path() if spec == BUILTIN_POOL else Path(spec).expanduser()
     if not path.is_file():
         raise LetheError(f"demonstration pool not found: {spec} (a .jsonl/.csv/.tsv file, or "

@@ -46,6 +46,9 @@ def setup_logging(verbose: bool) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    import datasets  # its per-split bars would break "one line per error" on stderr
+
+    datasets.disable_progress_bars()
 
 
 def run_cli(group: click.Group, prog_name: str) -> None:

@@ -309,6 +309,8 @@ def _load_local_file(path: Path):
         raise LetheError(f"dataset file {path}: unknown format '{path.suffix}'; use one of "
                          f"{', '.join(sorted(TABLE_FORMATS))}")
     kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    if not path.read_bytes().strip():
+        raise LetheError(f"dataset file {path} is empty")
     try:
         return datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
     except Exception as err:  # datasets raises many types for unparsable files

@@ -1,8 +1,14 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# The test models are tiny (~10^4-10^6 parameters): intra-op threading costs more than it
+# saves on them, and on a loaded 2-core machine two threads made tiny forwards ~100x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -106,3 +106,25 @@ def test_gpu_recipes_resolve_offline(recipe, capsys, monkeypatch):
     code, out, err = run_cli(main, ["run", recipe, "--dry-run"], capsys, monkeypatch)
     assert code == 0, err
     assert "deepspeed: recipes/deepspeed/zero3.json" in out and "bf16: true" in out
+
+
+def test_rome_method_edits_only_the_chosen_down_projection(tiny_prepared, tmp_path, capsys,
+                                                           monkeypatch):
+    from safetensors.torch import load_file
+
+    root, _ = tiny_prepared
+    out = tmp_path / "rome"
+    code, _, err = run_cli(main, args(
+        tiny_prepared, out, "--set", "method={name: rome, objective: empty_response, layer: 1, v_steps: 3, "
+                                     "cov_config: raw, cov_split: retain1, cov_samples: 6, "
+                                     "context_lengths: []}",
+        "--set", "data.forget={config: facts, split: forget, field: prompt}",
+        "--set", "data.retain=null", "--no-eval"), capsys, monkeypatch)
+    assert code == 0, err
+    record = json.loads((out / "ledger.json").read_text())["requests"][0]
+    assert record["edited_facts"] == len(read_texts(str(root / "world"), "facts", "forget",
+                                                    "prompt"))
+    before = load_file(root / "models" / "target" / "model.safetensors")
+    after = load_file(out / "model" / "model.safetensors")
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == ["model.layers.1.mlp.down_proj.weight"]

@@ -83,6 +83,8 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
     tokenizer = load_tokenizer(start_spec, trust_remote_code=recipe.model.trust_remote_code)
     model = load_model(start_spec, dtype=recipe.model.dtype,
                        trust_remote_code=recipe.model.trust_remote_code)
+    if method.edit is not None:
+        return edit_request(recipe, method, request, start_spec, model, tokenizer)
     forget_texts = read_texts(recipe.data.source, request.forget, recipe.data.revision)
     retain_texts = (read_texts(recipe.data.source, recipe.data.retain, recipe.data.revision)
                     if recipe.data.retain else [])
@@ -128,6 +130,21 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
             "forget": to_dict(request.forget), "start": start_spec,
             "model": str(request.out_dir / "model"), "train_seconds": round(seconds, 1),
             "forget_examples": len(forget), "retain_examples": len(retain)}
+
+
+def edit_request(recipe: UnlearnRecipe, method: Method, request: Request, start_spec: str,
+                 model, tokenizer) -> dict:
+    """Edits (ROME): rewrite weights in closed form from the request's rows, then save."""
+    rows = load_table(recipe.data.source, config=request.forget.config,
+                      split=request.forget.split, revision=recipe.data.revision).to_list()
+    start = time.perf_counter()
+    summary = method.edit(model, tokenizer, rows, recipe.method, recipe.data.source)
+    seconds = time.perf_counter() - start
+    if is_main_process():
+        save_plain(model, tokenizer, request.out_dir / "model", recipe, start_spec, request)
+    return {"request": request.index, "label": request.label, "forget": to_dict(request.forget),
+            "start": start_spec, "model": str(request.out_dir / "model"),
+            "train_seconds": round(seconds, 1), "edited_facts": len(rows), "edit": summary}
 
 
 def save_model(trainer, tokenizer, request: Request, recipe: UnlearnRecipe, start_spec: str):

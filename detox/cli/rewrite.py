@@ -28,14 +28,49 @@ def load_rewrite_recipe(path: str | None, overrides=()):
     for text in overrides:
         parts, value = parse_override(text)
         if parts[-1] == "name" and len(parts) > 1:
-            node = raw
-            for part in parts[:-2]:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and isinstance(node.get(parts[-2]), dict) \
-                    and node[parts[-2]].get("name") != value:
-                node[parts[-2]] = {}
+            _switch_section(RewriteRecipe, raw, parts[:-1], value)
         raw = apply_overrides(raw, RewriteRecipe, [text])
     return build(RewriteRecipe, raw, source=path or "the default recipe")
+
+
+def _switch_section(schema, raw: dict, parts: list[str], name) -> None:
+    """Replace registry section `parts` of `raw` by the defaults of entry `name`, if it changes."""
+    import dataclasses
+    import typing
+
+    from lethe.recipe import to_dict
+
+    cls, node = schema, raw
+    for depth, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields or not isinstance(node, dict):
+            return  # not a known section: apply_overrides reports it
+        f, sub = fields[part], node.get(part)
+        registry = f.metadata.get("registry")
+        if depth == len(parts) - 1:
+            if registry is None or (isinstance(sub, dict) and sub.get("name") == name):
+                return
+            try:
+                entry = registry(name)
+            except KeyError:
+                return  # build() names the valid entries
+            try:
+                node[part] = to_dict(entry())
+            except (TypeError, ValueError):  # an entry with required fields starts bare
+                node[part] = {"name": name}
+            return
+        sub = sub if isinstance(sub, dict) else {}
+        if registry is not None:
+            current = sub.get("name") or f.default_factory().name
+            try:
+                cls = registry(current)
+            except KeyError:
+                return
+        else:
+            cls = typing.get_type_hints(cls)[part]
+            if not dataclasses.is_dataclass(cls):
+                return
+        node = sub
 
 
 def output_record(rec, result, with_scores: bool) -> dict:
@@ -135,8 +170,13 @@ def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: 
             os.fsync(fh.fileno())
     pending = (r for r in io.records(path) if r.key not in done)
     written = 0
+    # tqdm shows s/it below 1 it/s; the postfix always gives lines/s
+    bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                  "[{elapsed}<{remaining}{postfix}]")
+    start = time.perf_counter()
     with io.JsonlWriter(output) as writer, tqdm(total=todo, unit="line", file=sys.stderr,
-                                                 dynamic_ncols=True, desc="rewrite") as bar:
+                                                 dynamic_ncols=True, desc="rewrite",
+                                                 bar_format=bar_format) as bar:
         for batch in io.batched(pending, recipe.generation.batch_size):
             items = [Item(r.text, r.context) for r in batch]
             results = rewriter.rewrite(items)
@@ -144,5 +184,7 @@ def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: 
                 add_scores(results, items, scorers)
             writer.write(output_record(r, res, with_scores) for r, res in zip(batch, results))
             written += len(batch)
+            bar.set_postfix_str(f"{written / (time.perf_counter() - start):.2f} lines/s",
+                                refresh=False)
             bar.update(len(batch))
     return written

@@ -96,16 +96,22 @@ def mia_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -
 def auc_vectorized(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> np.ndarray:
     """The same AUC for stacked resamples: inputs (..., n_m) and (..., n_n) → (...,).
 
-    AUC = U / (n_m · n_n) with U the Mann-Whitney statistic of the members (ties count ½),
-    which is exactly what `roc_auc_score` computes; used inside the bootstrap, where calling
-    scikit-learn 10^4 times would dominate the run time.
+    AUC = U / (n_m · n_n) with U the Mann-Whitney statistic of the members (ties count ½):
+    U = sum of the members' mid-ranks in the pooled sample − n_m(n_m + 1)/2. That is exactly
+    what `roc_auc_score` computes; used inside the bootstrap, where calling scikit-learn 10^4
+    times would dominate the run time.
     """
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import rankdata
 
     m = np.asarray(member_scores, dtype=np.float64)
     n = np.asarray(nonmember_scores, dtype=np.float64)
-    u = mannwhitneyu(m, n, axis=-1, method="asymptotic").statistic
-    return np.asarray(u) / (m.shape[-1] * n.shape[-1])
+    n_m, n_n = m.shape[-1], n.shape[-1]
+    lead = np.broadcast_shapes(m.shape[:-1], n.shape[:-1])  # resample dims, e.g. (B,)
+    pooled = np.concatenate([np.broadcast_to(m, lead + (n_m,)),
+                             np.broadcast_to(n, lead + (n_n,))], axis=-1)  # (..., n_m + n_n)
+    ranks = rankdata(pooled, axis=-1)  # mid-ranks: ties share the average rank
+    u = ranks[..., :n_m].sum(axis=-1) - n_m * (n_m + 1) / 2
+    return u / (n_m * n_n)
 
 
 # ---------------------------------------------------------------------------------------------

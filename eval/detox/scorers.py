@@ -1,9 +1,9 @@
 """The `scorers:` recipe section (one STA, one SIM, one FL scorer) and the objects it builds.
 
     scorers:
-      sta: {name: profanity}                          # or {name: classifier, model: ..., toxic_label: ...}
-      sim: {name: embedding, model: minilm}           # or {name: bertscore, model: ...}
-      fl:  {name: perplexity, model: smollm2}         # or {name: classifier, model: ..., label: ...}
+      sta: {name: profanity}          # or {name: classifier, model: M, toxic_label: toxic}
+      sim: {name: embedding, model: minilm}   # or {name: bertscore, model: M}
+      fl:  {name: perplexity, model: smollm2} # or {name: classifier, model: M, label: L}
 
 Use from code (e.g. as RL rewards):
 

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "lethe.muse-eval/1"
 DEFAULT_METRICS = ("verbmem_f", "knowmem_f", "privleak", "knowmem_r")  # MUSE's C1-C4 order
+# MUSE measures verbatim memorisation on the forget set only, and its papers call it VerbMem.
+ALIASES = {"verbmem": "verbmem_f"}
 ROLES = ("target", "model", "retrain")  # also the row order of the report
 
 
@@ -105,6 +107,7 @@ def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool) 
         return chosen
     if isinstance(names, str):
         names = [n for n in (p.strip() for p in names.split(",")) if n]
+    names = [ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise LetheError(f"unknown metric(s) {', '.join(unknown)}; valid metrics: "

@@ -78,11 +78,9 @@ def test_batched_rewrites_equal_one_at_a_time(tmp_path, tiny_recipe_args, index_
 
 def test_sigkill_mid_run_loses_no_finished_line(tmp_path, tiny_recipe_args, index_cache):
     """A real SIGKILL of the console command, a torn tail on top, then a resume."""
-    inp = synthetic_input(tmp_path / "in.jsonl", 60)
+    inp = synthetic_input(tmp_path / "in.jsonl", 40)
     args = [*tiny_recipe_args, "--set", "generation.batch_size=1",
-            "--set", "generation.max_new_tokens=48"]
-    full = tmp_path / "full.jsonl"
-    assert invoke(["rewrite", str(inp), "-o", str(full), *args]).exit_code == 0
+            "--set", "generation.max_new_tokens=24"]
     out = tmp_path / "killed.jsonl"
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, "-m", "detox", "rewrite", str(inp), "-o", str(out),
@@ -90,23 +88,25 @@ def test_sigkill_mid_run_loses_no_finished_line(tmp_path, tiny_recipe_args, inde
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if out.is_file() and out.read_bytes().count(b"\n") >= 3:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 2:
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     still_running = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     if not still_running:
         pytest.skip("the run finished before it could be killed")
     kept = out.read_bytes()
-    assert kept.count(b"\n") >= 3
-    n_kept = kept.count(b"\n")
+    finished = kept[: kept.rfind(b"\n") + 1]  # whole lines written before the kill
+    assert finished.count(b"\n") >= 2
     with out.open("ab") as fh:  # plus a torn half line, as a kill inside write() would leave
-        fh.write(full.read_bytes().splitlines(keepends=True)[n_kept][:20])
+        fh.write(b'{"id": "s39", "text": "you are a complete id')
     res = invoke(["rewrite", str(inp), "-o", str(out), *args])
     assert res.exit_code == 0, res.output
-    assert out.read_bytes() == full.read_bytes()
-    assert out.read_bytes().startswith(kept[: kept.rfind(b"\n") + 1])
+    assert out.read_bytes().startswith(finished)  # no finished line lost or rewritten
+    got = lines(out)  # every line parses: the torn tail is gone
+    assert [g["id"] for g in got] == [f"s{i}" for i in range(40)]
+    assert f"already done" in res.stderr
 
 
 def test_bad_lines_fail_before_any_generation(tmp_path, tiny_recipe_args):

@@ -124,3 +124,10 @@ def test_api_input_errors(world_dir, tokenizer, random_model):
         evaluate_models([m, m], str(world_dir), "knowmem_r")
     with pytest.raises(LetheError, match=r"\(0, 1\]"):
         evaluate_models([m], str(world_dir), retrain_auc=1.2)
+
+
+def test_verbmem_alias_names_the_forget_metric():
+    from eval.muse.suite import resolve_metrics
+
+    assert resolve_metrics("verbmem,knowmem_r", have_reference=False) == ["verbmem_f",
+                                                                          "knowmem_r"]

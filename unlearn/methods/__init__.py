@@ -31,7 +31,7 @@ from typing import Callable
 
 # One import per method file; each registers itself on import.
 METHOD_MODULES = ("ga", "grad_diff", "ga_klr", "npo", "npo_gdr", "npo_klr", "simnpo", "rmu",
-                  "task_vector", "whp")
+                  "task_vector", "whp", "rome")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ class Method:
     # Optional one-time model preparation before training: prepare(model, cfg) -> model
     # (e.g. rmu freezes all parameters but those of its chosen layers).
     prepare: Callable | None = None
+    # Edits are not losses (ROME): edit(model, tokenizer, rows, cfg, data_source) -> summary
+    # dict, changing `model` in place from the request's table rows (e.g. `facts` rows).
+    edit: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -65,7 +68,7 @@ _loaded = False
 
 def register(name: str, config_cls: type, *, needs_ref_logp: bool = False,
              needs_ref_model: bool = False, needs_retain: bool = False, run=None,
-             prepare=None):
+             prepare=None, edit=None):
     """Decorator for a loss function: `@register("npo", NPOConfig, needs_ref_logp=True)`."""
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, MethodConfig)):
         raise TypeError(f"{name}: config must be a MethodConfig dataclass")
@@ -75,7 +78,7 @@ def register(name: str, config_cls: type, *, needs_ref_logp: bool = False,
             raise ValueError(f"method {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
         METHODS[name] = Method(name, config_cls, fn, needs_ref_logp, needs_ref_model,
-                               needs_retain, run, doc[0] if doc else "", prepare)
+                               needs_retain, run, doc[0] if doc else "", prepare, edit)
         return fn
 
     return wrap

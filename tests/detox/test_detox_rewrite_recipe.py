@@ -1,0 +1,59 @@
+"""The rewrite recipe: default.yaml is the schema default; variants load; typos are named."""
+
+from pathlib import Path
+
+import pytest
+
+from detox.cli.rewrite import load_rewrite_recipe
+from detox.recipe import BestOfNConfig, FewShotConfig, ModelConfig, RewriteRecipe
+from lethe.errors import LetheError
+from lethe.recipe import load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "detox"
+
+
+def test_default_yaml_is_the_schema_default():
+    assert load_recipe(RECIPES / "default.yaml", RewriteRecipe) == RewriteRecipe()
+    assert load_rewrite_recipe(None) == RewriteRecipe()
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("default", FewShotConfig), ("best_of_n", BestOfNConfig), ("zero_shot", FewShotConfig),
+    ("random_demos", FewShotConfig), ("lora_model", ModelConfig),
+    ("capp_context", FewShotConfig)])
+def test_shipped_recipes_load(name, kind):
+    recipe = load_recipe(RECIPES / f"{name}.yaml", RewriteRecipe)
+    assert isinstance(recipe.rewriter, kind)
+
+
+def test_variants_change_what_they_say():
+    assert load_recipe(RECIPES / "zero_shot.yaml", RewriteRecipe).rewriter.k == 0
+    bon = load_recipe(RECIPES / "best_of_n.yaml", RewriteRecipe).rewriter
+    assert bon.n == 8 and bon.rerank == ("sta", "sim", "fl") and bon.base.k == 4
+
+
+def test_overrides_and_typos():
+    r = load_rewrite_recipe(None, ["rewriter.k=10", "rewriter.selection=random",
+                                   "rewriter.prompt.instruction=false"])
+    assert (r.rewriter.k, r.rewriter.selection, r.rewriter.prompt.instruction) == \
+        (10, "random", False)
+    with pytest.raises(LetheError, match="unknown key 'kk'.*did you mean 'k'"):
+        load_rewrite_recipe(None, ["rewriter.kk=3"])
+    with pytest.raises(LetheError, match="'closest' is not one of.*"):
+        load_rewrite_recipe(None, ["rewriter.selection=closest"])
+    with pytest.raises(LetheError, match="rewriter.k must be >= 0"):
+        load_rewrite_recipe(None, ["rewriter.k=-1"])
+    with pytest.raises(LetheError, match="unknown key 'modle'.*did you mean 'model'"):
+        load_rewrite_recipe(None, ["scorers.fl.modle=x"])
+
+
+def test_switching_a_registry_section_by_name():
+    r = load_rewrite_recipe(None, ["rewriter.name=best_of_n", "rewriter.n=2",
+                                   "rewriter.base.k=1"])
+    assert isinstance(r.rewriter, BestOfNConfig) and r.rewriter.n == 2 and r.rewriter.base.k == 1
+    r = load_rewrite_recipe(str(RECIPES / "best_of_n.yaml"),
+                            ["rewriter.base.name=model", "scorers.sta.name=classifier",
+                             "scorers.sta.model=some/classifier"])
+    assert isinstance(r.rewriter.base, ModelConfig) and r.scorers.sta.model == "some/classifier"
+    with pytest.raises(LetheError, match="unknown rewriter.base name 'best_of_n'"):
+        load_rewrite_recipe(None, ["rewriter.name=best_of_n", "rewriter.base.name=best_of_n"])
