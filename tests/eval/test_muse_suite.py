@@ -110,7 +110,7 @@ def test_registry_and_metric_selection():
                                                                              "verbmem_f"]
     with pytest.raises(LetheError, match="valid metrics: knowmem_f, knowmem_r, privleak, "
                                          "verbmem_f"):
-        resolve_metrics("verbmem,knowmem_f", have_reference=True)
+        resolve_metrics("verbmen,knowmem_f", have_reference=True)
     with pytest.raises(LetheError, match="retrain"):
         resolve_metrics("privleak", have_reference=False)
 

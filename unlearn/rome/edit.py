@@ -115,13 +115,29 @@ def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
                              f"set EditConfig.defense_layers or edit a lower layer")
         defense_layers = resolve_layers(wanted, layout.n_layers, "defense layer")
     answers = [objective.answer(f, cfg, facts) for f in facts]
+    last_block = layer == layout.n_layers - 1
     for fact in facts:  # every prompt must locate its subject
         label = fact_label(fact)
-        make_row(tok, fact["prompt"], fact["subject"], label)
+        templates = [(compose(c, fact["prompt"]), label) for c in cfg.context_templates]
         if objective.uses_paraphrases:
-            for p in _paraphrase_templates(fact, cfg.rephrase_count):
-                make_row(tok, p, fact["subject"], f"{label} paraphrase")
+            templates += [(p, f"{label} paraphrase")
+                          for p in _paraphrase_templates(fact, cfg.rephrase_count)]
+        for template, where in templates:
+            row = make_row(tok, template, fact["subject"], where)
+            if last_block and row.subject_index != len(row.ids) - 1:
+                _last_block_error(layer, layout.n_layers, where, row.text)
     return _Plan(objective, layout, layer, name, module, orientation, defense_layers, answers)
+
+
+def _last_block_error(layer: int, n_layers: int, where: str, text: str):
+    """v* is written into the residual stream at the subject's last token (ROME Eq. 4); only
+    attention in a *later* block carries it to the tokens after the subject. After the last
+    block nothing does, so every gradient w.r.t. δ is exactly 0 and the edit is a no-op."""
+    lower = "0" if n_layers == 2 else f"0..{n_layers - 2}"
+    raise LetheError(f"edit layer {layer} is the model's last block: a value written there at the "
+                     f"subject's last token never reaches the answer after {where}'s prompt "
+                     f"{text!r} (no attention layer follows), so the edit cannot change it; "
+                     f"edit a lower layer ({lower})")
 
 
 def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:
