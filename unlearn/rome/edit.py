@@ -118,7 +118,10 @@ def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
     last_block = layer == layout.n_layers - 1
     for fact in facts:  # every prompt must locate its subject
         label = fact_label(fact)
-        templates = [(compose(c, fact["prompt"]), label) for c in cfg.context_templates]
+        # the bare prompt has the suffix of every sampled "prefix. {}" context; fixed contexts
+        # may add their own text after it
+        templates = [(compose(c, fact["prompt"]), label)
+                     for c in dict.fromkeys(("{}", *cfg.context_templates))]
         if objective.uses_paraphrases:
             templates += [(p, f"{label} paraphrase")
                           for p in _paraphrase_templates(fact, cfg.rephrase_count)]
@@ -133,11 +136,12 @@ def _last_block_error(layer: int, n_layers: int, where: str, text: str):
     """v* is written into the residual stream at the subject's last token (ROME Eq. 4); only
     attention in a *later* block carries it to the tokens after the subject. After the last
     block nothing does, so every gradient w.r.t. δ is exactly 0 and the edit is a no-op."""
-    lower = "0" if n_layers == 2 else f"0..{n_layers - 2}"
+    fix = ("use prompts that end with the subject" if n_layers == 1 else
+           f"edit a lower layer ({'0' if n_layers == 2 else f'0..{n_layers - 2}'})")
     raise LetheError(f"edit layer {layer} is the model's last block: a value written there at the "
                      f"subject's last token never reaches the answer after {where}'s prompt "
                      f"{text!r} (no attention layer follows), so the edit cannot change it; "
-                     f"edit a lower layer ({lower})")
+                     f"{fix}")
 
 
 def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) -> EditRecord:

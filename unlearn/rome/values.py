@@ -17,6 +17,7 @@ The KL prompts are scored at their last token (ROME Eq. 4's P[x | p']).
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -27,6 +28,8 @@ from eval.attacks.logit_lens import capture_blocks, decode
 from eval.attacks.scoring import encode_pair, model_device, pad_id_of, pad_right
 from unlearn.rome.objectives import Objective, ObjectiveBatch
 from unlearn.rome.prompts import PromptRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,6 +141,11 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
                 break
             opt.zero_grad()
             loss.backward()
+            if step == 0 and (delta.grad is None or not bool(delta.grad.any())):
+                # δ reaches no scored position (or the objective is already met exactly):
+                # Adam would leave it at 0 and the edit would change nothing
+                log.warning("v* optimisation for %r gets an all-zero gradient at step 0; the "
+                            "edit will be a no-op", answer)
             opt.step()
             with torch.no_grad():
                 norm = delta.norm()

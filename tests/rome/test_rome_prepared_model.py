@@ -1,0 +1,95 @@
+"""Edits on a model shaped like `unlearn prepare`'s: the BOS-prepending byte-level BPE of
+unlearn.prepare.train_tokenizer, a 2-block Llama with tied embeddings saved to safetensors and
+loaded back through lethe.loading (the regression: an edit at the last block was a silent no-op,
+δ stayed 0 because nothing after that block carries the subject position to the answer)."""
+
+import math
+
+import pytest
+import torch
+
+import edit_toy
+from eval.attacks.scoring import fill, score_answers
+from lethe.errors import LetheError
+from lethe.loading import load_model, load_tokenizer
+from unlearn.prepare import train_tokenizer
+from unlearn.rome import EditConfig, edit_model, restore
+from unlearn.rome.prompts import make_row
+
+KW = dict(context_lengths=(), v_steps=8, v_lr=0.5, clamp_norm_factor=10.0, cov_ridge=1e-3)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """(model, tokenizer) as `unlearn prepare` leaves them: trained ~2 s, saved, reloaded."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.set_num_threads(1)
+    tok = train_tokenizer(edit_toy.sentences() + [" ".join(edit_toy.FILLER)], 330)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=128, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=True)
+    model = edit_toy.train(LlamaForCausalLM(cfg), tok, steps=120)
+    path = tmp_path_factory.mktemp("prepared") / "target"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    assert (path / "model.safetensors").exists()
+    return load_model(str(path)).eval(), load_tokenizer(str(path))
+
+
+def test_bos_tokenizer_rows_point_at_the_subjects_last_token(prepared):
+    _, tok = prepared
+    row = make_row(tok, "The birthplace of {} is", "Alva Brenn", "test")
+    assert row.ids[0] == tok.bos_token_id  # prepare's post-processor prepends <s>
+    assert list(row.ids) == tok(row.text)["input_ids"]
+    assert tok.decode(list(row.ids[:row.subject_index + 1]), skip_special_tokens=True) \
+        .endswith("Alva Brenn")
+    assert not tok.decode(list(row.ids[:row.subject_index]),
+                          skip_special_tokens=True).endswith("Alva Brenn")
+
+
+def _p_true(model, tok, fact):
+    return score_answers(model, tok, [fill(fact["prompt"], fact["subject"])],
+                         [fact["target_true"]])[0].prob
+
+
+def test_fact_erasure_moves_delta_and_the_weight_on_a_prepared_model(prepared, facts, corpus):
+    model, tok = prepared
+    forget = facts[0]
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    p_before = [_p_true(model, tok, f) for f in forget]
+    record = edit_model(model, tok, forget, EditConfig(objective="fact_erasure", layer=0, **KW),
+                        corpus)
+    for edit in record.edits:
+        assert edit.delta_norm > 1e-3, edit.logs
+        assert len(edit.losses) == KW["v_steps"] and edit.losses[-1] < edit.losses[0]
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed == ["model.layers.0.mlp.down_proj.weight"]
+    p_after = [_p_true(model, tok, f) for f in forget]
+    # every edited fact's true answer becomes less likely, on average by more than half
+    assert all(a < b for a, b in zip(p_after, p_before)), (p_before, p_after)
+    mean_log_ratio = sum(math.log(a / b) for a, b in zip(p_after, p_before)) / len(forget)
+    assert mean_log_ratio < math.log(0.5), (p_before, p_after)
+    restore(model, record)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_last_block_edit_is_refused_unless_the_prompt_ends_with_the_subject(prepared, facts):
+    model, tok = prepared
+    fact = facts[0][0]
+    cfg = EditConfig(objective="empty_response", layer=1, use_covariance=False, **KW)
+    weight = model.model.layers[1].mlp.down_proj.weight.detach().clone()
+    with pytest.raises(LetheError) as err:
+        edit_model(model, tok, [fact], cfg)
+    text = str(err.value)
+    assert "\n" not in text and "last block" in text and "lower layer (0)" in text
+    assert torch.equal(model.model.layers[1].mlp.down_proj.weight, weight)
+    # with the subject at the end of the prompt, its last token predicts the answer itself
+    record = edit_model(model, tok, [dict(fact, prompt="We talked about {}")], cfg)
+    assert record.edits[0].delta_norm > 1e-3
+    assert not torch.equal(model.model.layers[1].mlp.down_proj.weight, weight)
+    restore(model, record)
