@@ -115,7 +115,7 @@ def test_rome_method_edits_only_the_chosen_down_projection(tiny_prepared, tmp_pa
     root, _ = tiny_prepared
     out = tmp_path / "rome"
     code, _, err = run_cli(main, args(
-        tiny_prepared, out, "--set", "method={name: rome, objective: empty_response, layer: 1, v_steps: 3, "
+        tiny_prepared, out, "--set", "method={name: rome, objective: empty_response, layer: 0, v_steps: 3, "
                                      "cov_config: raw, cov_split: retain1, cov_samples: 6, "
                                      "context_lengths: []}",
         "--set", "data.forget={config: facts, split: forget, field: prompt}",
@@ -127,4 +127,4 @@ def test_rome_method_edits_only_the_chosen_down_projection(tiny_prepared, tmp_pa
     before = load_file(root / "models" / "target" / "model.safetensors")
     after = load_file(out / "model" / "model.safetensors")
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
-    assert changed == ["model.layers.1.mlp.down_proj.weight"]
+    assert changed == ["model.layers.0.mlp.down_proj.weight"]  # layer 1 is the last of 2

@@ -1,6 +1,6 @@
 """Batched vs one-at-a-time `detox rewrite`, and the same prompts through a plain batched loop.
 
-    python tests/bench/bench_detox_batching.py [--rows 32] [--batch 16]
+    python tests/bench/bench_detox_batching.py [--rows 32] [--batch 16] [--threads 1]
 
 Offline default model (SmolLM2-135M-Instruct, fp32, greedy, 48 new tokens) with the default
 few-shot recipe (4 most-similar demonstrations from the bundled pool). Inputs: ParaDetox rows
@@ -96,10 +96,15 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "detox_batching"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on this shared 2-core machine two OpenMP threads "
+                         "ran SmolLM2 generation 8-10x slower than one)")
     args = ap.parse_args()
     from eval.report import atomic_write_text, library_versions, markdown_table, write_json
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

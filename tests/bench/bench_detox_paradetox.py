@@ -14,7 +14,9 @@ SIM = MiniLM cosine to the input, chrF vs the references (/100), J = mean STA_bi
 Writes results.json + results.md there. Skips with a message when the data is absent.
 
 Knobs (environment): DETOX_BENCH_N (test rows), DETOX_BENCH_BEST_OF (n, 0 = skip best-of-n),
-DETOX_BENCH_OUT (output directory), DETOX_BENCH_ONLY (comma-separated config names).
+DETOX_BENCH_OUT (output directory), DETOX_BENCH_ONLY (comma-separated config names),
+DETOX_BENCH_THREADS (torch threads, default 1: on this shared 2-core machine two OpenMP threads
+ran SmolLM2 generation 8-10x slower than one).
 """
 
 from __future__ import annotations
@@ -124,6 +126,9 @@ def main() -> int:
     from eval.detox.scorers import Scorers
     from eval.report import markdown_table, write_json, atomic_write_text, library_versions
 
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("DETOX_BENCH_THREADS", "1")))
     n = int(os.environ.get("DETOX_BENCH_N", "100"))
     best_of = int(os.environ.get("DETOX_BENCH_BEST_OF", "4"))
     out_dir = Path(os.environ.get("DETOX_BENCH_OUT", ROOT / "runs" / "bench" / "detox_paradetox"))
@@ -160,6 +165,7 @@ def main() -> int:
                                      r["gen_seconds"]] for name, r in results.items()])
     n_rows = next(iter(results.values()))["n"]
     write_json(out_dir / "results.json", {"data": str(DATA), "pool_rows": [0, POOL_END - 1],
+                                          "threads": torch.get_num_threads(),
                                           "test_rows": [POOL_END, POOL_END + n - 1],
                                           "n_test": n_rows, "results": results,
                                           "versions": library_versions()})

@@ -151,15 +151,12 @@ def test_chat_prompt_uses_the_chat_template(tiny_tokenizer_dir):
     assert "system" not in no_instr.build("go away")
 
 
-def test_real_minilm_retrieves_by_meaning(tmp_path):
+def test_real_minilm_retrieves_by_meaning(tmp_path, minilm):
     """all-MiniLM-L6-v2 (bundled): the nearest demonstration shares meaning, not words."""
-    from eval.detox.similarity import SentenceEmbedder
-
     pool = [Demo("that film was trash", "I did not like that film"),
             Demo("my cat sleeps all day", "my cat sleeps a lot"),
             Demo("the soup is cold", "the soup could be warmer")]
-    sel = DemoSelector(pool, k=1, selection="most_similar",
-                       embedder=SentenceEmbedder("minilm", device="cpu"), cache_dir=tmp_path)
+    sel = DemoSelector(pool, k=1, selection="most_similar", embedder=minilm, cache_dir=tmp_path)
     picks = sel.select(["this movie is garbage", "the kitten naps constantly"])
     assert [p[0].source for p in picks] == ["that film was trash", "my cat sleeps all day"]
     emb = sel.index.embeddings

@@ -101,10 +101,12 @@ def test_hashing_similarity_hand_computed():
         sim.score(["a"], None)
 
 
-def test_real_minilm_similarity_and_bertscore():
+def test_real_minilm_similarity_and_bertscore(minilm):
     from lethe.loading import minilm_path
 
     sim = create(SCORERS["sim"]["embedding"](device="cpu"))
+    assert sim.embedder.model_spec == "minilm"
+    sim.embedder = minilm  # the same model, already loaded by the session fixture
     s = sim.score(["the film was bad", "the film was bad"],
                   ["the movie was terrible", "my cat is asleep"])
     assert s[0] > 0.6 > 0.2 > s[1]

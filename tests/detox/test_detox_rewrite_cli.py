@@ -78,11 +78,11 @@ def test_batched_rewrites_equal_one_at_a_time(tmp_path, tiny_recipe_args, index_
 
 def test_sigkill_mid_run_loses_no_finished_line(tmp_path, tiny_recipe_args, index_cache):
     """A real SIGKILL of the console command, a torn tail on top, then a resume."""
-    inp = synthetic_input(tmp_path / "in.jsonl", 40)
+    inp = synthetic_input(tmp_path / "in.jsonl", 30)
     args = [*tiny_recipe_args, "--set", "generation.batch_size=1",
-            "--set", "generation.max_new_tokens=24"]
+            "--set", "generation.max_new_tokens=12"]
     out = tmp_path / "killed.jsonl"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "detox", "rewrite", str(inp), "-o", str(out),
                              *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -100,13 +100,13 @@ def test_sigkill_mid_run_loses_no_finished_line(tmp_path, tiny_recipe_args, inde
     finished = kept[: kept.rfind(b"\n") + 1]  # whole lines written before the kill
     assert finished.count(b"\n") >= 2
     with out.open("ab") as fh:  # plus a torn half line, as a kill inside write() would leave
-        fh.write(b'{"id": "s39", "text": "you are a complete id')
+        fh.write(b'{"id": "s29", "text": "you are a complete id')
     res = invoke(["rewrite", str(inp), "-o", str(out), *args])
     assert res.exit_code == 0, res.output
     assert out.read_bytes().startswith(finished)  # no finished line lost or rewritten
     got = lines(out)  # every line parses: the torn tail is gone
-    assert [g["id"] for g in got] == [f"s{i}" for i in range(40)]
-    assert f"already done" in res.stderr
+    assert [g["id"] for g in got] == [f"s{i}" for i in range(30)]
+    assert "already done" in res.stderr
 
 
 def test_bad_lines_fail_before_any_generation(tmp_path, tiny_recipe_args):
@@ -200,7 +200,7 @@ def test_console_errors_are_one_line_with_exit_code_2(tmp_path):
     inp.write_text('{"id": 1}\n')
     proc = subprocess.run([sys.executable, "-m", "detox", "rewrite", str(inp), "-o",
                            str(tmp_path / "o.jsonl")], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"detox: error: {inp}: 1 bad line(s): line 1: missing 'text'; nothing was generated. "

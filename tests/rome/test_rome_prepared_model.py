@@ -3,8 +3,6 @@ unlearn.prepare.train_tokenizer, a 2-block Llama with tied embeddings saved to s
 loaded back through lethe.loading (the regression: an edit at the last block was a silent no-op,
 δ stayed 0 because nothing after that block carries the subject position to the answer)."""
 
-import math
-
 import pytest
 import torch
 
@@ -16,12 +14,13 @@ from unlearn.prepare import train_tokenizer
 from unlearn.rome import EditConfig, edit_model, restore
 from unlearn.rome.prompts import make_row
 
-KW = dict(context_lengths=(), v_steps=8, v_lr=0.5, clamp_norm_factor=10.0, cov_ridge=1e-3)
+# v_lr: ROME's 0.5 is sized for GPT-J's ||v|| ~ 10²; this model's ||v_orig|| is ~2
+KW = dict(context_lengths=(), v_steps=10, v_lr=0.05, clamp_norm_factor=10.0, cov_ridge=1e-3)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """(model, tokenizer) as `unlearn prepare` leaves them: trained ~2 s, saved, reloaded."""
+    """(model, tokenizer) as `unlearn prepare` leaves them: trained ~1 s, saved, reloaded."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(1)
@@ -32,7 +31,7 @@ def prepared(tmp_path_factory):
                       max_position_embeddings=128, bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                       tie_word_embeddings=True)
-    model = edit_toy.train(LlamaForCausalLM(cfg), tok, steps=120)
+    model = edit_toy.train(LlamaForCausalLM(cfg), tok, steps=40)
     path = tmp_path_factory.mktemp("prepared") / "target"
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -51,29 +50,26 @@ def test_bos_tokenizer_rows_point_at_the_subjects_last_token(prepared):
                           skip_special_tokens=True).endswith("Alva Brenn")
 
 
-def _p_true(model, tok, fact):
-    return score_answers(model, tok, [fill(fact["prompt"], fact["subject"])],
-                         [fact["target_true"]])[0].prob
+def _logp(model, tok, fact, answer):
+    return score_answers(model, tok, [fill(fact["prompt"], fact["subject"])], [answer])[0].logprob
 
 
-def test_fact_erasure_moves_delta_and_the_weight_on_a_prepared_model(prepared, facts, corpus):
+def test_edit_moves_delta_and_the_weight_on_a_prepared_model(prepared, facts, corpus):
     model, tok = prepared
     forget = facts[0]
     assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    p_before = [_p_true(model, tok, f) for f in forget]
-    record = edit_model(model, tok, forget, EditConfig(objective="fact_erasure", layer=0, **KW),
-                        corpus)
-    for edit in record.edits:
-        assert edit.delta_norm > 1e-3, edit.logs
+    cfg = EditConfig(objective="empty_response", dummy_target="I don't know", layer=0, **KW)
+    lp_before = [_logp(model, tok, f, cfg.dummy_target) for f in forget]
+    record = edit_model(model, tok, forget, cfg, corpus)
+    for edit in record.edits:  # the bug: δ stayed exactly 0, the loss the same at every step
+        assert edit.delta_norm > 0.1, edit.logs
         assert len(edit.losses) == KW["v_steps"] and edit.losses[-1] < edit.losses[0]
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert changed == ["model.layers.0.mlp.down_proj.weight"]
-    p_after = [_p_true(model, tok, f) for f in forget]
-    # every edited fact's true answer becomes less likely, on average by more than half
-    assert all(a < b for a, b in zip(p_after, p_before)), (p_before, p_after)
-    mean_log_ratio = sum(math.log(a / b) for a, b in zip(p_after, p_before)) / len(forget)
-    assert mean_log_ratio < math.log(0.5), (p_before, p_after)
+    lp_after = [_logp(model, tok, f, cfg.dummy_target) for f in forget]
+    # log p(dummy | edited prompt) rises for every fact (measured: by 1.5-3 nats)
+    assert all(a > b + 0.5 for a, b in zip(lp_after, lp_before)), (lp_before, lp_after)
     restore(model, record)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 

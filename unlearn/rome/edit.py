@@ -138,9 +138,9 @@ def _last_block_error(layer: int, n_layers: int, where: str, text: str):
     block nothing does, so every gradient w.r.t. δ is exactly 0 and the edit is a no-op."""
     fix = ("use prompts that end with the subject" if n_layers == 1 else
            f"edit a lower layer ({'0' if n_layers == 2 else f'0..{n_layers - 2}'})")
-    raise LetheError(f"edit layer {layer} is the model's last block: a value written there at the "
-                     f"subject's last token never reaches the answer after {where}'s prompt "
-                     f"{text!r} (no attention layer follows), so the edit cannot change it; "
+    raise LetheError(f"{where}: edit layer {layer} is the model's last block, so a value "
+                     f"written there at the subject's last token reaches no later token (no "
+                     f"attention layer follows) and cannot change the answer after {text!r}; "
                      f"{fix}")
 
 

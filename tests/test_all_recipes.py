@@ -1,0 +1,38 @@
+"""Every YAML under recipes/ loads with its schema (the offline dry-run of each recipe)."""
+
+from pathlib import Path
+
+import pytest
+
+from lethe.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.relative_to(ROOT) for p in (ROOT / "recipes").rglob("*.yaml"))
+
+
+def loader_for(path: Path):
+    """Which schema a recipe file uses, from where it lives and what it is called."""
+    if path.parts[1] != "detox":
+        from unlearn.recipe import load_unlearn_recipe
+
+        return load_unlearn_recipe
+    from detox.train_recipe import load_classifier_recipe, load_train_recipe
+
+    if path.stem.startswith("classifier"):
+        return load_classifier_recipe
+    if path.stem.startswith(("rl_", "sft_")):
+        return load_train_recipe
+    from detox.recipe import RewriteRecipe
+
+    return lambda p: load_recipe(p, RewriteRecipe)
+
+
+def test_there_are_recipes():
+    assert len(RECIPES) >= 15
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=str)
+def test_recipe_loads(path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    recipe = loader_for(path)(path)
+    assert recipe is not None
