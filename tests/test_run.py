@@ -128,3 +128,31 @@ def test_rome_method_edits_only_the_chosen_down_projection(tiny_prepared, tmp_pa
     after = load_file(out / "model" / "model.safetensors")
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert changed == ["model.layers.0.mlp.down_proj.weight"]  # layer 1 is the last of 2
+
+
+@pytest.mark.slow
+@pytest.mark.deepspeed
+def test_run_under_accelerate_launch_with_zero3(tiny_prepared, tmp_path):
+    """`accelerate launch -m unlearn run` with ZeRO-3: NPO+GDR trains (reference log-probs are
+    cached before DeepSpeed wraps the model), the saved weights are gathered and load."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")
+    _, overrides = tiny_prepared
+    out = tmp_path / "z3"
+    sets = [x for o in overrides + [f"output_dir={out}", "method={name: npo_gdr}",
+                                    "train.deepspeed=recipes/deepspeed/zero3.json"]
+            for x in ("--set", o)]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "unlearn", "run", "recipes/tiny.yaml", *sets, "--no-eval"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"},
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = load_model(str(out / "model"))
+    assert model.model.embed_tokens.weight.shape[0] == model.config.vocab_size
+    records = [json.loads(line) for line in (out / "trainer" / "metrics.jsonl").open()]
+    assert any("npo" in r and "retain_nll" in r for r in records)

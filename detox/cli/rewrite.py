@@ -153,11 +153,9 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
 
 def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: bool,
          with_scores: bool) -> int:
-    from tqdm import tqdm
-
     from detox import io
     from detox.recipe import BestOfNConfig
-    from detox.rewriters import Item, add_scores, build_rewriter
+    from detox.rewriters import build_rewriter
     from eval.detox.scorers import Scorers
 
     need_scorers = with_scores or isinstance(recipe.rewriter, BestOfNConfig)
@@ -169,20 +167,33 @@ def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: 
         with open(output, "wb") as fh:
             os.fsync(fh.fileno())
     pending = (r for r in io.records(path) if r.key not in done)
-    written = 0
+    with io.JsonlWriter(output) as writer:
+        return stream(rewriter, pending, writer, recipe.generation.batch_size, todo,
+                      scorers if with_scores else None)
+
+
+def stream(rewriter, records, writer, batch_size: int, total: int | None = None,
+           scorers=None) -> int:
+    """Rewrite `records` batch by batch, appending each batch to `writer` (flush + fsync);
+    with `scorers`, add each rewrite's STA/SIM/FL. Returns the number of lines written."""
+    from tqdm import tqdm
+
+    from detox import io
+    from detox.rewriters import Item, add_scores
+
     # tqdm shows s/it below 1 it/s; the postfix always gives lines/s
     bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                   "[{elapsed}<{remaining}{postfix}]")
-    start = time.perf_counter()
-    with io.JsonlWriter(output) as writer, tqdm(total=todo, unit="line", file=sys.stderr,
-                                                 dynamic_ncols=True, desc="rewrite",
-                                                 bar_format=bar_format) as bar:
-        for batch in io.batched(pending, recipe.generation.batch_size):
+    written, start = 0, time.perf_counter()
+    with tqdm(total=total, unit="line", file=sys.stderr, dynamic_ncols=True, desc="rewrite",
+              bar_format=bar_format) as bar:
+        for batch in io.batched(records, batch_size):
             items = [Item(r.text, r.context) for r in batch]
             results = rewriter.rewrite(items)
-            if with_scores:
+            if scorers is not None:
                 add_scores(results, items, scorers)
-            writer.write(output_record(r, res, with_scores) for r, res in zip(batch, results))
+            writer.write(output_record(r, res, scorers is not None)
+                         for r, res in zip(batch, results))
             written += len(batch)
             bar.set_postfix_str(f"{written / (time.perf_counter() - start):.2f} lines/s",
                                 refresh=False)

@@ -47,7 +47,7 @@ class PerplexityFluency:
         self.max_length = max_length
         self.dtype = dtype
         self.start_token = start_token
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._start = None
 
     def _load(self):
         from lethe.loading import load_model, load_tokenizer
@@ -73,7 +73,9 @@ class PerplexityFluency:
         if self._model is None:
             self._load()
         tok = self._tokenizer
-        start = self.start_id(tok)
+        if self._start is None:
+            self._start = self.start_id(tok)
+        start = self._start
         device = next(self._model.parameters()).device
         out: list[float] = []
         for chunk in batches(list(texts), self.batch_size):

@@ -1,18 +1,21 @@
 """Batched vs one-at-a-time `detox rewrite`, and the same prompts through a plain batched loop.
 
     python tests/bench/bench_detox_batching.py [--rows 32] [--batch 16] [--threads 1]
+                                               [--set rewriter.k=0 ...]
 
 Offline default model (SmolLM2-135M-Instruct, fp32, greedy, 48 new tokens) with the default
-few-shot recipe (4 most-similar demonstrations from the bundled pool). Inputs: ParaDetox rows
-8893+ from ../shared/data when present, else examples/input.jsonl repeated with numbered
-variants. Three runs on the same inputs, in one process:
-  1. `detox rewrite` (the CLI command, in-process) with generation.batch_size=B;
-  2. `detox rewrite` with generation.batch_size=1;
-  3. a plain loop: the same prompts, tokenizer + model.generate in batches of B, decode.
-Runs 1 and 2 are end-to-end (model loads, demo retrieval, JSON writing, fsync included); run 3
-includes its model load. Prints rows/s, the ratio 1/2 (target >= 4x), the overhead of 1 over 3
-(target <= 5%), and whether the three give identical rewrites. Writes results.json/results.md
-under runs/bench/detox_batching/.
+recipe (4 most-similar demonstrations from the bundled pool, instruction) unless `--set` says
+otherwise. Inputs: ParaDetox rows 8893+ from ../shared/data when present, else
+examples/input.jsonl repeated with numbered variants. In one process, after the rewriter is
+built (model + MiniLM loaded: the start-up time is reported apart):
+  A. `detox rewrite`'s own streaming loop (detox.cli.rewrite.stream: read JSONL, retrieve
+     demonstrations, build prompts, generate, JSON + flush + fsync per batch), batch B;
+  P. a plain loop over the same prompts (built beforehand, untimed): tokenizer + generate +
+     decode in batches of B;
+  1. the streaming loop with batch 1.
+The order is A, P, 1, A, P (the repeat shows the drift of a shared machine). Prints rows/s, the
+ratio A/1 (target >= 4x), the time of A over P (target <= +5%), and whether all runs give
+identical rewrites. Writes results.json/results.md under runs/bench/detox_batching[-TAG]/.
 """
 
 from __future__ import annotations
@@ -49,43 +52,30 @@ def make_input(path: Path, rows: int) -> str:
     return source
 
 
-def run_cli(inp: Path, out: Path, batch: int) -> tuple[float, list[str]]:
-    from detox.cli.rewrite import rewrite
+def run_stream(rewriter, inp: Path, out: Path, batch: int) -> tuple[float, list[str]]:
+    from detox import io
+    from detox.cli.rewrite import stream
 
     out.unlink(missing_ok=True)
     start = time.perf_counter()
-    rewrite.main(args=[str(inp), "-o", str(out), "--set", f"generation.batch_size={batch}"],
-                 standalone_mode=False)
+    with io.JsonlWriter(out) as writer:
+        stream(rewriter, io.records(inp), writer, batch, total=sum(1 for _ in inp.open()))
     seconds = time.perf_counter() - start
     return seconds, [json.loads(x)["rewrite"] for x in out.open()]
 
 
-def run_plain(inp: Path, batch: int) -> tuple[float, list[str]]:
-    """The reference: prompts built beforehand (not timed), then load + generate + decode."""
+def run_plain(lm, builder, prompts: list[str], batch: int, max_new_tokens: int):
     import torch
 
-    from detox.cli.rewrite import load_rewrite_recipe
-    from detox.fewshot import PromptBuilder
-    from detox.rewriters import make_selector
-    from lethe.loading import load_model, load_tokenizer
-
-    recipe = load_rewrite_recipe(None)
-    cfg = recipe.rewriter
-    texts = [json.loads(x)["text"] for x in inp.open()]
-    tok = load_tokenizer(cfg.model, padding_side="left")
-    demos = make_selector(cfg).select(texts)
-    builder = PromptBuilder(cfg.prompt, tok, "chat")
-    prompts = [builder.build(t, (), d) for t, d in zip(texts, demos)]
+    tok, model = lm.tokenizer, lm.model
     start = time.perf_counter()
-    model = load_model(cfg.model, dtype=cfg.dtype).eval()
-    tok = load_tokenizer(cfg.model, padding_side="left")
     outs = []
     for i in range(0, len(prompts), batch):
         enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True,
                   add_special_tokens=False)
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=recipe.generation.max_new_tokens,
-                                 do_sample=False, pad_token_id=tok.pad_token_id)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
         outs += [builder.clean(t) for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:],
                                                             skip_special_tokens=True)]
     return time.perf_counter() - start, outs
@@ -95,49 +85,76 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "detox_batching"))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on this shared 2-core machine two OpenMP threads "
                          "ran SmolLM2 generation 8-10x slower than one)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="recipe override, e.g. rewriter.k=0 (repeatable)")
+    ap.add_argument("--tag", default="", help="suffix of the output directory")
     args = ap.parse_args()
-    from eval.report import atomic_write_text, library_versions, markdown_table, write_json
-
     import torch
 
-    torch.set_num_threads(args.threads)
+    from detox.cli.rewrite import load_rewrite_recipe
+    from detox.rewriters import build_rewriter
+    from eval.report import atomic_write_text, library_versions, markdown_table, write_json
 
-    out_dir = Path(args.out)
+    torch.set_num_threads(args.threads)
+    out_dir = ROOT / "runs" / "bench" / ("detox_batching" + (f"-{args.tag}" if args.tag else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     inp = out_dir / "input.jsonl"
     source = make_input(inp, args.rows)
+    recipe = load_rewrite_recipe(None, args.overrides)
     print(f"{args.rows} rows ({source}), batch {args.batch}, torch threads "
-          f"{torch.get_num_threads()}", flush=True)
-    t_batch, o_batch = run_cli(inp, out_dir / f"batch{args.batch}.jsonl", args.batch)
-    print(f"detox rewrite, batch {args.batch}: {t_batch:.1f} s", flush=True)
-    t_plain, o_plain = run_plain(inp, args.batch)
-    print(f"plain loop, batch {args.batch}: {t_plain:.1f} s", flush=True)
-    t_one, o_one = run_cli(inp, out_dir / "batch1.jsonl", 1)
-    print(f"detox rewrite, batch 1: {t_one:.1f} s", flush=True)
+          f"{torch.get_num_threads()}, overrides {args.overrides}", flush=True)
+    t0 = time.perf_counter()
+    rewriter = build_rewriter(recipe.rewriter, recipe)
+    startup = time.perf_counter() - t0
+    texts = [json.loads(x)["text"] for x in inp.open()]
+    from detox.rewriters import Item
 
-    n = args.rows
-    ratio = t_one / t_batch
-    overhead = t_batch / t_plain - 1
-    same = o_batch == o_one == o_plain
-    differ = sum(a != b for a, b in zip(o_batch, o_one))
-    rows = [[f"detox rewrite, batch {args.batch}", t_batch, n / t_batch],
-            ["detox rewrite, batch 1", t_one, n / t_one],
-            [f"plain generate loop, batch {args.batch}", t_plain, n / t_plain]]
-    table = markdown_table(["run", "seconds", "rows/s"], rows)
-    summary = (f"batched / one-at-a-time: {ratio:.2f}x (target >= 4x); detox rewrite vs plain "
-               f"loop: {overhead * 100:+.1f}% time (target <= 5%); identical greedy outputs: "
-               f"{same} ({differ} of {n} differ between batch {args.batch} and batch 1)")
+    prompts = rewriter.prompts([Item(t) for t in texts])
+    plen = [len(rewriter.lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    print(f"start-up (model loads, pool index): {startup:.1f} s; prompt tokens: mean "
+          f"{sum(plen) / len(plen):.0f}, max {max(plen)}", flush=True)
+    runs = []
+
+    def record(name, seconds, outs):
+        runs.append((name, seconds, outs))
+        print(f"{name}: {seconds:.1f} s ({args.rows / seconds:.3f} rows/s)", flush=True)
+
+    mnt = recipe.generation.max_new_tokens
+    record(f"A: detox rewrite stream, batch {args.batch}",
+           *run_stream(rewriter, inp, out_dir / "a.jsonl", args.batch))
+    record(f"P: plain generate loop, batch {args.batch}",
+           *run_plain(rewriter.lm, rewriter.builder, prompts, args.batch, mnt))
+    record("1: detox rewrite stream, batch 1", *run_stream(rewriter, inp, out_dir / "one.jsonl", 1))
+    record(f"A (repeat)", *run_stream(rewriter, inp, out_dir / "a2.jsonl", args.batch))
+    record(f"P (repeat)", *run_plain(rewriter.lm, rewriter.builder, prompts, args.batch, mnt))
+
+    t = {name.split(":")[0].split(" ")[0] + ("2" if "repeat" in name else ""): s
+         for name, s, _ in runs}
+    a, p, one = (t["A"] + t["A2"]) / 2, (t["P"] + t["P2"]) / 2, t["1"]
+    outs = [o for _, _, o in runs]
+    same = all(o == outs[0] for o in outs)
+    differ = sum(x != y for x, y in zip(outs[0], outs[2]))
+    table = markdown_table(["run", "seconds", "rows/s"],
+                           [[name, s, args.rows / s] for name, s, _ in runs], digits=3)
+    summary = (f"batched / one-at-a-time: {one / a:.2f}x (target >= 4x); plain batched loop / "
+               f"one-at-a-time: {one / p:.2f}x; detox rewrite vs plain loop: "
+               f"{(a / p - 1) * 100:+.1f}% time (target <= +5%); identical greedy outputs in "
+               f"all runs: {same} ({differ} of {args.rows} differ between batch {args.batch} "
+               f"and batch 1); start-up {startup:.1f} s; prompt tokens mean "
+               f"{sum(plen) / len(plen):.0f}")
     write_json(out_dir / "results.json", {
-        "rows": n, "input": source, "batch": args.batch, "threads": torch.get_num_threads(),
-        "seconds": {"cli_batch": t_batch, "cli_one": t_one, "plain_batch": t_plain},
-        "ratio_batched_vs_one": ratio, "overhead_vs_plain": overhead, "identical": same,
-        "n_differ": differ, "versions": library_versions()})
-    atomic_write_text(out_dir / "results.md", f"# detox rewrite batching ({source})\n\n{table}"
-                                              f"\n{summary}\n")
+        "rows": args.rows, "input": source, "batch": args.batch, "overrides": args.overrides,
+        "threads": torch.get_num_threads(), "startup_s": startup,
+        "prompt_tokens_mean": sum(plen) / len(plen), "seconds": {n: s for n, s, _ in runs},
+        "ratio_batched_vs_one": one / a, "ratio_plain_vs_one": one / p,
+        "overhead_vs_plain": a / p - 1, "identical": same, "n_differ": differ,
+        "versions": library_versions()})
+    atomic_write_text(out_dir / "results.md", f"# detox rewrite batching ({source}, "
+                                              f"{' '.join(args.overrides) or 'default recipe'})"
+                                              f"\n\n{table}\n{summary}\n")
     print(table + summary)
     return 0
 
