@@ -56,9 +56,8 @@ class LM:
         from eval.detox.registry import resolve_device
 
         self.spec = cfg.model
-        config_seq2seq = self._is_seq2seq(cfg)
-        task = {"auto": "seq2seq" if config_seq2seq else "causal-lm"}.get(cfg.task, cfg.task)
-        self.seq2seq = task == "seq2seq"
+        self.seq2seq = self._is_seq2seq(cfg)
+        task = "seq2seq" if self.seq2seq else "causal-lm"
         self.tokenizer = load_tokenizer(cfg.model, padding_side="right" if self.seq2seq
                                         else "left")
         model = load_model(cfg.model, dtype=cfg.dtype, adapter=cfg.adapter,

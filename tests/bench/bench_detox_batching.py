@@ -13,7 +13,8 @@ built (model + MiniLM loaded: the start-up time is reported apart):
   P. a plain loop over the same prompts (built beforehand, untimed): tokenizer + generate +
      decode in batches of B;
   1. the streaming loop with batch 1.
-The order is A, P, 1, A, P (the repeat shows the drift of a shared machine). Prints rows/s, the
+The order is A, P, 1, P, A: symmetric, so a steady drift in the load of a shared machine
+cancels in the averages of A and of P. Prints rows/s, the
 ratio A/1 (target >= 4x), the time of A over P (target <= +5%), and whether all runs give
 identical rewrites. Writes results.json/results.md under runs/bench/detox_batching[-TAG]/.
 """
@@ -128,8 +129,8 @@ def main() -> int:
     record(f"P: plain generate loop, batch {args.batch}",
            *run_plain(rewriter.lm, rewriter.builder, prompts, args.batch, mnt))
     record("1: detox rewrite stream, batch 1", *run_stream(rewriter, inp, out_dir / "one.jsonl", 1))
-    record(f"A (repeat)", *run_stream(rewriter, inp, out_dir / "a2.jsonl", args.batch))
-    record(f"P (repeat)", *run_plain(rewriter.lm, rewriter.builder, prompts, args.batch, mnt))
+    record("P (repeat)", *run_plain(rewriter.lm, rewriter.builder, prompts, args.batch, mnt))
+    record("A (repeat)", *run_stream(rewriter, inp, out_dir / "a2.jsonl", args.batch))
 
     t = {name.split(":")[0].split(" ")[0] + ("2" if "repeat" in name else ""): s
          for name, s, _ in runs}

@@ -151,8 +151,13 @@ def main() -> int:
     outputs = {"copy the input": baseline("copy", inp, out_dir, lambda o: o["text"]),
                "human reference (neutral1)": baseline("reference", inp, out_dir,
                                                       lambda o: o["references"][0])}
-    outputs.update({name: out_dir / f"{name}.jsonl" for name in plan
-                    if (out_dir / f"{name}.jsonl").is_file()})
+    n_in = sum(1 for _ in inp.open())
+    for name in plan:  # only finished configurations (a partial file would skew the means)
+        path = out_dir / f"{name}.jsonl"
+        if path.is_file() and sum(1 for _ in path.open()) == n_in:
+            outputs[name] = path
+        else:
+            print(f"not scored (unfinished): {name}", flush=True)
     for name, path in outputs.items():
         results[name] = score(path, scorers) | {"gen_seconds": timings.get(name, {}).get("seconds")}
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v

@@ -206,3 +206,73 @@ def test_console_errors_are_one_line_with_exit_code_2(tmp_path):
         f"detox: error: {inp}: 1 bad line(s): line 1: missing 'text'; nothing was generated. "
         f"Fix them or pass --on-error skip"]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_model_rewriter_with_a_lora_adapter_and_a_seq2seq_model(tmp_path, tiny_llama,
+                                                                tiny_tokenizer_dir):
+    """`model` rewriter: a causal LM + PEFT adapter (chat prompt), and a seq2seq model (raw)."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, T5Config, \
+        T5ForConditionalGeneration
+
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": 1, "text": "you idiot"}\n{"id": 2, "text": "shut up"}\n')
+    adapter = tmp_path / "adapter"
+    torch.manual_seed(0)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                                LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    peft_model.save_pretrained(adapter)
+    base = ["--set", "rewriter.name=model", "--set", "generation.max_new_tokens=5"]
+    outs = {}
+    for name, extra in [("plain", ["--set", f"rewriter.model={tiny_llama}"]),
+                        ("lora", ["--set", f"rewriter.model={tiny_llama}",
+                                  "--set", f"rewriter.adapter={adapter}"]),
+                        ("adapter_dir", ["--set", f"rewriter.model={adapter}"])]:
+        out = tmp_path / f"{name}.jsonl"
+        res = invoke(["rewrite", str(inp), "-o", str(out), *base, *extra])
+        assert res.exit_code == 0, res.output
+        outs[name] = [x["rewrite"] for x in lines(out)]
+    assert outs["lora"] == outs["adapter_dir"]  # the adapter dir names its base model
+    # a random adapter (init_lora_weights=False) changes the greedy rewrites of the base
+    assert outs["lora"] != outs["plain"]
+
+    t5_dir = tmp_path / "t5"
+    shutil.copytree(tiny_tokenizer_dir, t5_dir)
+    tok = AutoTokenizer.from_pretrained(t5_dir)
+    T5ForConditionalGeneration(T5Config(
+        vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=2,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id)).save_pretrained(t5_dir)
+    out = tmp_path / "t5.jsonl"
+    res = invoke(["rewrite", str(inp), "-o", str(out), *base, "--set", f"rewriter.model={t5_dir}",
+                  "--set", "rewriter.prompt.template='detox: {text}'"])  # values are YAML
+    assert res.exit_code == 0, res.output
+    assert [x["id"] for x in lines(out)] == [1, 2]
+
+
+def test_seq2seq_is_detected_and_prompted_raw(tmp_path, tiny_tokenizer_dir):
+    import shutil
+
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    from detox.recipe import ModelConfig
+    from detox.rewriters import LM, resolve_format
+
+    t5_dir = tmp_path / "t5"
+    shutil.copytree(tiny_tokenizer_dir, t5_dir)
+    tok = AutoTokenizer.from_pretrained(t5_dir)
+    T5ForConditionalGeneration(T5Config(
+        vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=2,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id)).save_pretrained(t5_dir)
+    lm = LM(ModelConfig(model=str(t5_dir)))
+    assert lm.seq2seq and resolve_format("auto", lm) == "raw"
+    assert lm.tokenizer.padding_side == "right"
+    got = lm.generate(["detox: you idiot", "detox: go"], max_new_tokens=4, n=2,
+                      sampling={"temperature": 1.0, "top_p": 1.0})
+    assert len(got) == 2 and all(len(g) == 2 for g in got)
+    assert [len(g) for g in lm.generate(["detox: go"], max_new_tokens=4)] == [1]
