@@ -259,7 +259,7 @@ def test_whp_generic_logits_by_hand():
 def test_whp_labels_mixture_and_generation_agree(forget):
     from transformers import LogitsProcessorList
 
-    from conftest import tiny_llama
+    from tests.methods.conftest import tiny_llama
     from unlearn.methods.whp import WHPLogitsProcessor, WHPMixture, generic_labels
 
     base, reinforced = tiny_llama(seed=0), tiny_llama(seed=1)
