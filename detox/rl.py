@@ -130,19 +130,10 @@ def rl_config(algorithm: str, train: dict, output_dir, seed: int = 0, **override
 
 
 def lora_config(model, lora):
-    """peft LoraConfig for TRL's `peft_config` (TRL then also handles ZeRO-3 adapter dtypes);
-    the same fields and checks as lethe.trainer.apply_lora."""
-    if lora is None or not lora.enabled:
-        return None
-    from peft import LoraConfig
+    """peft LoraConfig for TRL's `peft_config` (TRL then also handles ZeRO-3 adapter dtypes)."""
+    from lethe.trainer import lora_config as shared_lora_config
 
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    missing = [m for m in lora.target_modules if m not in names]
-    if missing:
-        raise LetheError(f"lora.target_modules: {', '.join(missing)} not found in the model "
-                         f"(modules include: {', '.join(sorted(names - {''})[:12])}, ...)")
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    return shared_lora_config(model, lora)
 
 
 # ---------------------------------------------------------------------------------------------

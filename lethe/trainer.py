@@ -96,18 +96,28 @@ class LoraSection:
     merge: bool = False  # fold the adapter into the weights when saving (a full checkpoint)
 
 
-def apply_lora(model, lora: LoraSection | None, task_type: str = "CAUSAL_LM"):
+def lora_config(model, lora: LoraSection | None, task_type: str = "CAUSAL_LM"):
+    """The peft `LoraConfig` for a recipe's `lora:` section (None when LoRA is off), after
+    checking that every target module exists in `model`."""
     if lora is None or not lora.enabled:
-        return model
-    from peft import LoraConfig, get_peft_model
+        return None
+    from peft import LoraConfig
 
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [m for m in lora.target_modules if m not in names]
     if missing:
         raise LetheError(f"lora.target_modules: {', '.join(missing)} not found in the model "
                          f"(modules include: {', '.join(sorted(names - {''})[:12])}, ...)")
-    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                     target_modules=list(lora.target_modules), task_type=task_type)
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type=task_type)
+
+
+def apply_lora(model, lora: LoraSection | None, task_type: str = "CAUSAL_LM"):
+    cfg = lora_config(model, lora, task_type)
+    if cfg is None:
+        return model
+    from peft import get_peft_model
+
     return get_peft_model(model, cfg)
 
 
