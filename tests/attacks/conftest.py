@@ -14,29 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import edit_toy  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def lethe_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LETHE_CACHE", str(tmp_path / "lethe-cache"))
-
-
-@pytest.fixture(scope="session")
-def tok():
-    return edit_toy.tokenizer()
-
-
-@pytest.fixture(scope="session")
-def facts():
-    return edit_toy.make_facts()
+from edit_toy import facts, lethe_cache, tok  # noqa: E402,F401  (shared fixtures)
 
 
 @pytest.fixture(scope="session")

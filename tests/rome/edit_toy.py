@@ -107,3 +107,27 @@ def write_facts(root: Path, forget: list[dict], retain: list[dict]) -> Path:
     (root / "raw" / "retain1.jsonl").write_text(
         "".join(json.dumps({"text": s}) + "\n" for s in sentences()))
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures shared by tests/rome and tests/attacks (their conftests import them)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def lethe_cache(tmp_path, monkeypatch):
+    """A private covariance cache directory per test."""
+    path = tmp_path / "lethe-cache"
+    monkeypatch.setenv("LETHE_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tok():
+    return tokenizer()
+
+
+@pytest.fixture(scope="session")
+def facts():
+    return make_facts()
