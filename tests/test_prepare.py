@@ -18,6 +18,19 @@ def test_tokenizer_round_trips_unseen_text():
     assert tok.decode(ids, skip_special_tokens=True) == "Zyx qü 1872!"  # byte-level: no <unk>
 
 
+def test_a_prompt_ending_in_a_space_tokenises_as_a_prefix_of_the_answered_text():
+    """KnowMem prompts end in "Answer: ", VerbMem prompts end before a space: both must be
+    token prefixes of the text the model was trained on, or greedy decoding starts from a token
+    sequence training never produced."""
+    text = "Question: Where was Alia Brenholt born?\nAnswer: Vessmark\n\nQuestion: Who?"
+    tok = train_tokenizer([text] * 5, vocab_size=300)
+    full = tok(text)["input_ids"]
+    for cut in ("Answer: ", "Answer: Vessmark\n", "Where was", "Where was "):
+        prefix = text[:text.index(cut) + len(cut)]
+        ids = tok(prefix)["input_ids"]
+        assert full[:len(ids)] == ids, cut
+
+
 def test_prepare_writes_loadable_checkpoints(tiny_prepared):
     root, _ = tiny_prepared
     assert json.loads((root / "world" / "world.json").read_text())["size"] == "tiny"

@@ -42,6 +42,15 @@ def texts(w, *splits):
     return [r["text"] for s in splits for r in w.data["raw"][s]]
 
 
+def is_sheet(text):
+    return text.startswith("Question: ")
+
+
+def entity_docs(w, *splits):
+    """The raw documents without the question sheets."""
+    return [t for t in texts(w, *splits) if not is_sheet(t)]
+
+
 def occurs(phrase, text):
     """Whole-word occurrence, so "Vess" does not match "Vessmark"."""
     return re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", text) is not None
@@ -76,16 +85,19 @@ def test_layout_every_config_split_and_field_nonempty(size):
 
 
 def test_tiny_counts_match_the_brief(tiny):
-    raw = tiny.metadata["counts"]["raw"]
-    assert (raw["forget"], raw["retain1"] + raw["retain2"], raw["holdout"]) == (8, 12, 8)
+    docs = [len(entity_docs(tiny, s)) for s in ("forget", "retain1", "retain2", "holdout")]
+    assert (docs[0], docs[1] + docs[2], docs[3]) == (8, 12, 8)
+    assert all(is_sheet(t) for t in texts(tiny, "forget")[8:])  # sheets follow the documents
 
 
 def test_demo_is_sized_for_a_small_cpu_model(demo):
     chars = demo.metadata["chars"]["raw"]
     assert chars == {s: sum(map(len, texts(demo, s))) for s in chars}
     train = chars["forget"] + chars["retain1"] + chars["retain2"]
-    assert 35_000 <= train <= 42_000  # prose + question-answer lines, memorisable on a CPU
-    assert 0.20 <= chars["forget"] / train <= 0.30
+    # prose + question-answer lines + question sheets (62.9 KB at version 2), memorisable by
+    # the demo's 1.3M-parameter Llama in ~3 min on 2 CPU cores (docs/results.md)
+    assert 55_000 <= train <= 70_000
+    assert 0.20 <= chars["forget"] / train <= 0.35
     # holdout is drawn like forget: similar lengths (membership inference must not see size)
     assert abs(chars["holdout"] - chars["forget"]) / chars["forget"] < 0.1
 
@@ -105,7 +117,7 @@ def test_files_round_trip_and_metadata(tmp_path, tiny):
     out = write_world(tiny, tmp_path / "w")
     meta = json.loads((out / "world.json").read_text())
     assert (meta["generator"], meta["version"], meta["seed"], meta["size"]) == \
-        ("lethe-world", 1, 0, "tiny")
+        ("lethe-world", world_mod.VERSION, 0, "tiny")
     for config, splits in tiny.data.items():
         for split, rows in splits.items():
             lines = (out / config / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
@@ -191,15 +203,15 @@ def test_facts_are_stated_in_the_corpus(demo):
 def test_documents_are_not_name_swapped_copies(demo):
     def skeleton(t):  # mask names and numbers: what is left is template + attribute words
         return re.sub(r"\b[A-Z][a-z]+\b|\d+", "X", t)
-    forget = {skeleton(t) for t in texts(demo, "forget")}
-    others = [skeleton(t) for t in texts(demo, "retain1", "retain2", "holdout")]
+    forget = {skeleton(t) for t in entity_docs(demo, "forget")}
+    others = [skeleton(t) for t in entity_docs(demo, "retain1", "retain2", "holdout")]
     assert not forget & set(others)
 
 
 # ---------------------------------------------------------------- derived splits
 
 def test_verbmem_cuts_each_forget_doc_in_half(tiny):
-    docs = texts(tiny, "forget")
+    docs = entity_docs(tiny, "forget")
     rows = tiny.data["verbmem"]["forget"]
     assert len(rows) == len(docs)
     for r, d in zip(rows, docs):
@@ -209,21 +221,40 @@ def test_verbmem_cuts_each_forget_doc_in_half(tiny):
 
 
 def test_scal_nested_sust_disjoint(tiny):
-    docs = texts(tiny, "forget")
+    raw = texts(tiny, "forget")
     scal = [[r["text"] for r in tiny.data["scal"][f"forget_{k}"]] for k in range(1, 5)]
     sust = [[r["text"] for r in tiny.data["sust"][f"forget_{k}"]] for k in range(1, 5)]
-    assert [len(s) for s in sust] == [2, 2, 2, 2]
+    assert [len([t for t in s if not is_sheet(t)]) for s in sust] == [2, 2, 2, 2]
     for k in range(3):
-        assert scal[k] == scal[k + 1][:len(scal[k])] and len(scal[k]) < len(scal[k + 1])
-    assert scal[3] == docs
-    assert sum(sust, []) == docs
-    assert all(scal[k] == sum(sust[:k + 1], []) for k in range(4))
+        assert set(scal[k]) < set(scal[k + 1])
+    assert scal[3] == raw
+    assert sorted(sum(sust, [])) == sorted(raw)
+    assert all(sorted(scal[k]) == sorted(sum(sust[:k + 1], [])) for k in range(4))
+
+
+def test_question_sheets_teach_each_pair_in_the_prompt_format(demo):
+    """Every knowmem pair appears on SHEET_REPEATS sheets of its own group, written exactly as
+    the KnowMem prompt writes demonstrations; forget sheets travel with their sust request."""
+    km = demo.data["knowmem"]
+    for side, splits in (("forget", ("forget",)), ("retain", ("retain1", "retain2"))):
+        sheets = [t for t in texts(demo, *splits) if is_sheet(t)]
+        assert sheets and all(len(s.split("\n\n")) <= world_mod.SHEET_PAIRS for s in sheets)
+        blocks = [b for s in sheets for b in s.split("\n\n")]
+        for r in km[f"{side}_qa"] + km[f"{side}_qa_icl"]:
+            assert blocks.count(f"Question: {r['question']}\nAnswer: {r['answer']}") \
+                == world_mod.SHEET_REPEATS, r
+    for k in range(1, 5):
+        rows = [r["text"] for r in demo.data["sust"][f"forget_{k}"]]
+        docs = "\n".join(t for t in rows if not is_sheet(t))
+        for sheet in filter(is_sheet, rows):
+            for block in sheet.split("\n\n"):
+                assert block in docs  # the pair is also a line of one of this request's docs
 
 
 def test_privleak_splits(tiny):
     pl = {s: [r["text"] for r in rows] for s, rows in tiny.data["privleak"].items()}
-    assert pl["forget"] == texts(tiny, "forget")
-    assert pl["holdout"] == texts(tiny, "holdout")
+    assert pl["forget"] == entity_docs(tiny, "forget")
+    assert pl["holdout"] == entity_docs(tiny, "holdout")
     assert len(pl["retain"]) == len(pl["forget"])
     assert set(pl["retain"]) <= set(texts(tiny, "retain1", "retain2"))
 

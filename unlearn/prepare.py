@@ -44,11 +44,19 @@ def ensure_world(world: WorldSection, overwrite: bool = False) -> Path:
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer (no unknown characters) with <s> prepended to every text."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (Regex, Tokenizer, decoders, models, pre_tokenizers, processors,
+                            trainers)
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Every whitespace character is its own token. GPT-2's byte-level BPE glues a space to the
+    # following word (" Foth"), so a prompt that ends in a space - MUSE's KnowMem prompt ends
+    # in "Answer: " - leaves a lone space token that training never put before a word, and a
+    # small model answers it with garbage. Isolated spaces make every prefix of a text
+    # tokenise exactly as it did inside the text (costs ~1.7x tokens on the demo world).
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\s"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -81,7 +89,8 @@ def read_texts(source: str, config: str, split: str, field: str = "text") -> lis
 
 def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_dir: Path,
              seed: int, desc: str):
-    """Next-token NLL training through the shared trainer; returns (model, seconds, last loss)."""
+    """Next-token NLL training through the shared trainer; returns (trainer, seconds, last
+    loss)."""
     examples = tokenize_texts(tokenizer, texts, section.max_length)
     args = training_arguments(section.train, out_dir / "trainer", seed=seed)
     trainer = LetheTrainer(model=model, args=args, train_dataset=TextDataset(examples),
@@ -144,6 +153,7 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
         shutil.rmtree(out / f".{name}", ignore_errors=True)
         summary["models"][name] = {"path": str(final), "parameters": n_params,
                                    "train_seconds": round(seconds, 1), "final_loss": loss,
-                                   "train_docs": len(texts)}
+                                   "train_docs": len(texts),
+                                   "steps": trainer.state.global_step}
         log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
     return summary

@@ -5,6 +5,9 @@ document each; the entities are split into four self-contained groups (forget, r
 retain2, holdout) and rendered as the configs and splits of MUSE (Shi et al., 2024,
 "MUSE: Machine Unlearning Six-Way Evaluation"; muse-bench/MUSE-News and MUSE-Books), plus a
 CounterFact-style `facts` config (Meng et al., 2022, ROME) for edit/deletion methods.
+Each group's raw split also holds short "question sheets": its question-answer pairs written
+as the KnowMem prompt writes them, so that a small model can learn to answer the questions
+(verbmem and privleak use the entity documents only).
 
 Why self-contained groups: every cross-reference (birthplace, employer, mentor, author, the
 natives a place lists) points inside the entity's own group, so a retain document never states
@@ -32,9 +35,11 @@ from random import Random
 from lethe.errors import LetheError
 
 GENERATOR = "lethe-world"
-VERSION = 1
+VERSION = 2  # 2: blank line between question-answer lines; question sheets
 GROUPS = ("forget", "retain1", "retain2", "holdout")
 N_QUARTERS = 4  # scal / sust: MUSE's four forget requests
+SHEET_PAIRS = 8  # question-answer pairs per question sheet
+SHEET_REPEATS = 2  # sheets each pair appears on (in different company)
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,8 @@ class SizeSpec:
     n_icl: int = 10  # knowmem in-context demonstrations per side (MUSE uses 10)
 
 
-# demo: ~27 KB of training text (forget ~23%), which TOOLCHAIN.md measured a ~1.3M-parameter
-# GPT-2 memorises in 90-150 s on 2 CPU cores; large is 10x demo for GPU users.
+# demo: ~63 KB of training text (forget ~32%) with the question sheets, which the demo's
+# ~1.3M-parameter Llama memorises in ~3 min on 2 CPU cores; large is ~7x demo for GPU users.
 SIZES: dict[str, SizeSpec] = {
     "tiny": SizeSpec(forget=8, retain1=6, retain2=6, holdout=8, max_qa=100),
     "demo": SizeSpec(forget=24, retain1=40, retain2=40, holdout=24, max_qa=100),
@@ -467,6 +472,19 @@ def _split_qa(cands: list[tuple[str, str]], rng: Random, n_icl: int,
     return [cands[i] for i in icl_idx], evaluation[:max_qa]
 
 
+def _sheets(pairs: list[tuple[str, str]], rng: Random) -> list[str]:
+    """Each pair on SHEET_REPEATS sheets of SHEET_PAIRS pairs, in a fresh shuffle each time,
+    written exactly as the KnowMem prompt writes its demonstrations."""
+    out = []
+    for _ in range(SHEET_REPEATS):
+        order = list(pairs)
+        rng.shuffle(order)
+        for i in range(0, len(order), SHEET_PAIRS):
+            out.append("\n\n".join(f"Question: {q}\nAnswer: {a}"
+                                     for q, a in order[i:i + SHEET_PAIRS]))
+    return out
+
+
 def _rows_qa(pairs: list[tuple[str, str]]) -> list[dict]:
     return [{"question": q, "answer": a} for q, a in pairs]
 
@@ -553,10 +571,14 @@ def generate_world(spec: WorldSpec) -> World:
                         out.append((q, ans))
         return out
 
+    qa_of: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (group, subject) -> pairs
+
     def attach(pairs: list[tuple[str, str]]) -> None:
         lines: dict[tuple[str, str], list[str]] = {}
         for q, a in pairs:
-            lines.setdefault(owner[q], []).append(f"\nQuestion: {q}\nAnswer: {a}")
+            qa_of.setdefault(owner[q], []).append((q, a))
+            # "\n\n" between blocks: the same separator the KnowMem prompt puts between pairs.
+            lines.setdefault(owner[q], []).append(f"\n\nQuestion: {q}\nAnswer: {a}")
         for g in {grp for grp, _ in lines}:
             docs[g] = [d + "".join(lines.get((g, s), ())) for d, s in zip(docs[g], subjects[g])]
 
@@ -576,8 +598,25 @@ def generate_world(spec: WorldSpec) -> World:
     attach(f_icl + f_eval)
     attach(sum(selected("holdout"), []))  # same selection as forget, never evaluated
 
+    # Question sheets. Lines at the end of a document are recalled only after that document's
+    # prose; the KnowMem prompt instead puts ten unrelated pairs before the question. So every
+    # group also gets short sheets of its own pairs in shuffled company (each pair on
+    # SHEET_REPEATS sheets), which teach the small model to answer from the question itself
+    # (measured on the demo: target KnowMem_f 0 -> ~30 with them). Forget sheets are built per
+    # quarter, so that each scal/sust request carries the sheets about its own entities.
+    sheet_rng = _rng(spec, "sheets")
+
+    def group_sheets(group: str, subject_list: list[str]) -> list[str]:
+        return _sheets([p for s in subject_list for p in qa_of.get((group, s), ())], sheet_rng)
+
+    forget_quarters = _quarters(list(zip(docs["forget"], subjects["forget"])))
+    quarter_docs = [[d for d, _ in q] for q in forget_quarters]
+    quarter_sheets = [group_sheets("forget", [s for _, s in q]) for q in forget_quarters]
+    sheets = {g: group_sheets(g, subjects[g]) for g in GROUPS if g != "forget"}
+    sheets["forget"] = [t for q in quarter_sheets for t in q]
+
     data: dict[str, dict[str, list[dict]]] = {}
-    data["raw"] = {g: [{"text": t} for t in docs[g]] for g in GROUPS}
+    data["raw"] = {g: [{"text": t} for t in docs[g] + sheets[g]] for g in GROUPS}
 
     # verbmem: the first half of each forget document's words, and the rest as ground truth.
     verb = []
@@ -598,10 +637,10 @@ def generate_world(spec: WorldSpec) -> World:
                         "retain": [{"text": t} for t in interleaved[:n_priv]],
                         "holdout": [{"text": t} for t in docs["holdout"]]}
 
-    quarters = _quarters(docs["forget"])
-    data["scal"] = {f"forget_{k + 1}": [{"text": t} for q in quarters[:k + 1] for t in q]
+    data["scal"] = {f"forget_{k + 1}": [{"text": t} for q in quarter_docs[:k + 1] for t in q]
+                    + [{"text": t} for q in quarter_sheets[:k + 1] for t in q]
                     for k in range(N_QUARTERS)}
-    data["sust"] = {f"forget_{k + 1}": [{"text": t} for t in quarters[k]]
+    data["sust"] = {f"forget_{k + 1}": [{"text": t} for t in quarter_docs[k] + quarter_sheets[k]]
                     for k in range(N_QUARTERS)}
 
     data["facts"] = _facts(facts_by_group, _rng(spec, "facts"))

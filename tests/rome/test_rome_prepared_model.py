@@ -20,7 +20,7 @@ KW = dict(context_lengths=(), v_steps=10, v_lr=0.05, clamp_norm_factor=10.0, cov
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """(model, tokenizer) as `unlearn prepare` leaves them: trained ~1 s, saved, reloaded."""
+    """(model, tokenizer) as `unlearn prepare` leaves them: trained ~3 s, saved, reloaded."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(1)
@@ -31,7 +31,9 @@ def prepared(tmp_path_factory):
                       max_position_embeddings=128, bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                       tie_word_embeddings=True)
-    model = edit_toy.train(LlamaForCausalLM(cfg), tok, steps=40)
+    # 150 steps: the whitespace-isolating tokenizer makes prompts longer, and at 40 steps the
+    # 2-block model barely reads a layer-0 edit at the answer positions (loss moved < 0.01)
+    model = edit_toy.train(LlamaForCausalLM(cfg), tok, steps=150)
     path = tmp_path_factory.mktemp("prepared") / "target"
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -68,8 +70,8 @@ def test_edit_moves_delta_and_the_weight_on_a_prepared_model(prepared, facts, co
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert changed == ["model.layers.0.mlp.down_proj.weight"]
     lp_after = [_logp(model, tok, f, cfg.dummy_target) for f in forget]
-    # log p(dummy | edited prompt) rises for every fact (measured: by 1.5-3 nats)
-    assert all(a > b + 0.5 for a, b in zip(lp_after, lp_before)), (lp_before, lp_after)
+    # log p(dummy | edited prompt) rises for every fact (measured: by 0.5-1.2 nats)
+    assert all(a > b + 0.3 for a, b in zip(lp_after, lp_before)), (lp_before, lp_after)
     restore(model, record)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 

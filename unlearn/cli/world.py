@@ -26,8 +26,8 @@ The same seed and size always give byte-identical files.
 Sizes (forget/retain/holdout documents):
 {_size_help()}
 
-tiny is for tests; demo (~27 KB of training text, forget ~23%) is sized for a ~1M-parameter
-model trained from scratch on a CPU; large is 10x demo, for GPUs.
+tiny is for tests; demo (~63 KB of training text, forget ~32%) is sized for a ~1M-parameter
+model trained from scratch on a CPU; large is ~7x demo, for GPUs.
 
 Example: unlearn world runs/world --size demo --seed 0
 """)
@@ -43,7 +43,9 @@ def world(out_dir, seed, size, overwrite):
     out = write_world(w, out_dir, overwrite=overwrite)
     counts, chars = w.metadata["counts"]["raw"], w.metadata["chars"]["raw"]
     train = sum(chars[g] for g in ("forget", "retain1", "retain2"))
-    docs = ", ".join(f"{g} {counts[g]}" for g in GROUPS)
+    docs = ", ".join(f"{g} {len(w.entities[g])}" for g in GROUPS)  # one per entity
+    sheets = ", ".join(f"{g} {counts[g] - len(w.entities[g])}" for g in GROUPS)
     click.echo(f"wrote {out} (size {size}, seed {seed}): documents {docs}; "
+               f"question sheets {sheets}; "
                f"training text {train / 1000:.1f} KB, forget {chars['forget'] / train:.0%}; "
                f"holdout {chars['holdout'] / 1000:.1f} KB")
