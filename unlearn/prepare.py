@@ -129,12 +129,14 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
 
         tokenizer = load_tokenizer(section.base_model)
     else:
-        # The tokenizer sees forget, retain AND holdout text: a vocabulary fitted to forget but
-        # not holdout would split holdout names into more, rarer pieces and hand membership
-        # inference a signal even on the retrain model (its AUC fell to 0.0 that way). No
-        # model weight is ever trained on holdout.
-        holdout = read_texts(source, "raw", "holdout")
-        tokenizer = train_tokenizer(forget + retain + holdout, section.arch.vocab_size)
+        # The tokenizer is fitted to the retain text only, which both models train on, so that
+        # forget and holdout names are split alike into pieces both models have trained.
+        # Measured alternatives: fitted to forget + retain, holdout names fall into rarer pieces
+        # and the retrain model's membership AUC drops to 0.0; fitted to all three groups,
+        # holdout-only tokens keep their random embeddings (never a training target), every
+        # holdout text looks alien, and no unlearned model's PrivLeak left -100 (the
+        # forget-only tokens would have to be pushed down to "never seen" level).
+        tokenizer = train_tokenizer(retain, section.arch.vocab_size)
     summary = {"out_dir": str(out), "world": source, "forget_docs": len(forget),
                "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
     for name, texts in (("target", forget + retain), ("retrain", retain)):
