@@ -55,6 +55,29 @@ def test_target_fits_forget_better_than_retrain(tiny_prepared):
         forget_nll(root / "models" / "retrain", forget) - 0.2
 
 
+def _untrained_share(tok, trained: list[str], texts: list[str]) -> float:
+    """Share of the tokens of `texts` that never occur in the tokenisation of `trained`."""
+    seen = {i for t in trained for i in tok(t)["input_ids"]}
+    ids = [i for t in texts for i in tok(t)["input_ids"]]
+    return sum(i not in seen for i in ids) / len(ids)
+
+
+def test_tokenizer_is_fitted_to_the_retain_text_only(tiny_prepared):
+    """Holdout tokens the target never trained on keep untrained embeddings, and membership
+    inference then sees every holdout text as alien (docs/world.md): fitting the BPE to the
+    retain text leaves fewer of them than fitting it to every group."""
+    root, _ = tiny_prepared
+    world = str(root / "world")
+    retain = read_texts(world, "raw", "retain1") + read_texts(world, "raw", "retain2")
+    forget, holdout = read_texts(world, "raw", "forget"), read_texts(world, "raw", "holdout")
+    saved = load_tokenizer(str(root / "models" / "target"))
+    assert saved.get_vocab() == train_tokenizer(retain, vocab_size=512).get_vocab()
+    everything = train_tokenizer(forget + retain + holdout, vocab_size=512)
+    ours = _untrained_share(saved, forget + retain, holdout)
+    theirs = _untrained_share(everything, forget + retain, holdout)
+    assert ours < 0.75 * theirs, (ours, theirs)  # tiny seed 0: 3.4% vs 7.9%; demo 8.9% vs 12.5%
+
+
 def test_second_prepare_skips_existing(tiny_prepared):
     _, overrides = tiny_prepared
     assert prepare(load_unlearn_recipe("recipes/tiny.yaml", overrides))["skipped"] is True
