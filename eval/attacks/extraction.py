@@ -27,7 +27,8 @@ from lethe.errors import LetheError
 from lethe.recipe import nearest
 from eval.attacks.logit_lens import (LensLayout, iter_prompt_lens, lens_layout, num_layers,
                                      resolve_layers)
-from eval.attacks.scoring import encode_pair, encode_prompt, fill, model_device, pad_id_of
+from eval.attacks.scoring import (encode_pair, encode_prompt, fill, leading_space_tokens,
+                                  model_device, pad_id_of)
 
 
 @dataclass
@@ -84,16 +85,24 @@ def candidate_hits(scores: torch.Tensor, answer: torch.Tensor, k: int) -> dict:
             "rank_top": (scores > s_a).sum(-1), "rank_bottom": (scores < s_a).sum(-1)}
 
 
-def _first_tokens(tok, prompts, answers) -> list[int]:
-    return [encode_pair(tok, p, a)[1][0] for p, a in zip(prompts, answers)]
+def _first_tokens(tok, prompts, answers) -> tuple[list[list[int]], list[int]]:
+    """Per fact: the ids the lens reads (the prompt, plus any whitespace-only answer tokens)
+    and the answer's first content token, which the attack looks for."""
+    reads, firsts = [], []
+    for p, a in zip(prompts, answers):
+        p_ids, a_ids = encode_pair(tok, p, a)
+        lead = leading_space_tokens(tok, a_ids)
+        reads.append(list(p_ids) + list(a_ids[:lead]))
+        firsts.append(a_ids[lead])
+    return reads, firsts
 
 
 def _white_box(name: str, model, tok, prompts, answers, layers, k, batch_size, layout,
                transform: Callable[[torch.Tensor], torch.Tensor], labels: list) -> AttackResult:
-    firsts = _first_tokens(tok, prompts, answers)
+    reads, firsts = _first_tokens(tok, prompts, answers)
     success: list[bool] = []
     details: list[dict] = []
-    for start, lens in iter_prompt_lens(model, tok, list(prompts), layers, layout=layout,
+    for start, lens in iter_prompt_lens(model, tok, reads, layers, layout=layout,
                                         batch_size=batch_size):
         scores = transform(lens)  # (L', b, V)
         answer = torch.tensor(firsts[start:start + lens.shape[1]], device=scores.device)

@@ -109,14 +109,15 @@ def decode(model, layout: LensLayout, hidden: torch.Tensor) -> torch.Tensor:
     return model.get_output_embeddings()(norm(hidden))
 
 
-def iter_prompt_lens(model, tok, prompts: Sequence[str], layers: Sequence[int], *,
-                     layout: LensLayout | None = None, batch_size: int = 16):
-    """Yield (start index, lens logits (L, b, V) at each prompt's last token) batch by batch."""
+def iter_prompt_lens(model, tok, prompts: Sequence[str | Sequence[int]], layers: Sequence[int],
+                     *, layout: LensLayout | None = None, batch_size: int = 16):
+    """Yield (start index, lens logits (L, b, V) at each prompt's last token) batch by batch.
+    A prompt is a string (encoded with the tokenizer's special tokens) or token ids."""
     layout = layout or lens_layout(model)
     device = model_device(model)
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
-        seqs = [encode_prompt(tok, p) for p in chunk]
+        seqs = [encode_prompt(tok, p) if isinstance(p, str) else list(p) for p in chunk]
         ids, mask = pad_right(seqs, pad_id_of(tok), device)
         last = mask.sum(1) - 1  # (b,) position of each prompt's last token
         with torch.no_grad(), capture_blocks(model, layout, layers) as store:

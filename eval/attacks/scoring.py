@@ -62,6 +62,21 @@ def encode_pair(tok, prompt: str, answer: str) -> tuple[list[int], list[int]]:
     return p_ids, a_ids
 
 
+def leading_space_tokens(tok, answer_ids: Sequence[int]) -> int:
+    """How many leading answer tokens are whitespace only (never the last one).
+
+    A tokenizer that makes every whitespace character its own token (Lethe's prepared models)
+    starts the answer " Vessmark" with a lone space, which the model predicts with p ~ 1 after
+    any prompt. It carries formatting, not the fact: the white-box attacks and the deletion
+    defenses look at the first token after it, read at the position after it. GPT-2-style
+    and SentencePiece answers start with " Vess"/"▁Vess": 0 here, nothing changes for them.
+    """
+    n = 0
+    while n < len(answer_ids) - 1 and not tok.decode([answer_ids[n]]).strip():
+        n += 1
+    return n
+
+
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor,
                                                                               torch.Tensor]:
     """Right-padded (B, T) input ids and attention mask."""

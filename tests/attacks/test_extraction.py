@@ -110,3 +110,22 @@ def test_head_projection_finds_the_answer_a_trained_model_knows(tok, facts, trai
     assert after == [False, True, True]
     with pytest.raises(LetheError, match="unknown attack 'head_projektion'"):
         run_attack("head_projektion", trained, tok, forget, params)
+
+
+def test_white_box_attacks_look_past_a_lone_space_token():
+    """Under a tokenizer that isolates whitespace (unlearn prepare's), the answer " Vessmark"
+    starts with a space token every prompt predicts; the attacks must read the lens one position
+    later and look for the first content token."""
+    from eval.attacks.extraction import _first_tokens
+    from eval.attacks.scoring import encode_prompt, leading_space_tokens
+    from unlearn.prepare import train_tokenizer
+
+    tok = train_tokenizer(edit_toy.sentences(), vocab_size=330)
+    p_ids, a_ids = encode_pair(tok, PROMPT, "Vessmark")
+    assert tok.decode([a_ids[0]]) == " " and leading_space_tokens(tok, a_ids) == 1
+    (read,), (first,) = _first_tokens(tok, [PROMPT], ["Vessmark"])
+    assert read == encode_prompt(tok, PROMPT + " ") == list(p_ids) + [a_ids[0]]
+    assert first == a_ids[1] and tok.decode([first]).strip()
+    # GPT-2-style BPE: " Vessmark" is one token, nothing is skipped
+    gpt = edit_toy.tokenizer()
+    assert leading_space_tokens(gpt, encode_pair(gpt, PROMPT, "Vessmark")[1]) == 0

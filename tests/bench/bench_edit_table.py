@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--v-lr", type=float, default=0.5)
     ap.add_argument("--v-steps", type=int, default=20)
     ap.add_argument("--clamp", type=float, default=4.0, help="EditConfig.clamp_norm_factor")
+    ap.add_argument("--weight-decay", type=float, default=0.5, help="EditConfig.weight_decay")
     ap.add_argument("--defense-weight", type=float, default=1.0,
                     help="EditConfig.defense_weight (head_projection, max_entropy)")
     ap.add_argument("--k", type=int, default=4)
@@ -122,7 +123,8 @@ def main() -> None:
                           samples=args.samples)
     base_cfg = EditConfig(layer=args.layer, update_key=args.update_key, v_lr=args.v_lr,
                           v_steps=args.v_steps, cov_samples=len(corpus),
-                          clamp_norm_factor=args.clamp, defense_weight=args.defense_weight)
+                          clamp_norm_factor=args.clamp, defense_weight=args.defense_weight,
+                          weight_decay=args.weight_decay)
     print(f"{len(facts)} known forget facts (of {sum(1 for _ in known)}), {len(retain)} known "
           f"random facts; corpus {len(corpus)} texts; mode {args.mode}", flush=True)
 

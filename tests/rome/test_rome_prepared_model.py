@@ -86,8 +86,9 @@ def test_last_block_edit_is_refused_unless_the_prompt_ends_with_the_subject(prep
     text = str(err.value)
     assert "\n" not in text and "last block" in text and "lower layer (0)" in text
     assert torch.equal(model.model.layers[1].mlp.down_proj.weight, weight)
-    # with the subject at the end of the prompt, its last token predicts the answer itself
-    record = edit_model(model, tok, [dict(fact, prompt="We talked about {}")], cfg)
-    assert record.edits[0].delta_norm > 1e-3
-    assert not torch.equal(model.model.layers[1].mlp.down_proj.weight, weight)
-    restore(model, record)
+    # This tokenizer isolates whitespace, so even with the subject at the end of the prompt
+    # its last token predicts the lone space before the answer, not the answer: refused too.
+    # (With a GPT-2-style BPE the answer token " Vess" follows the subject and it is allowed.)
+    with pytest.raises(LetheError, match="last block"):
+        edit_model(model, tok, [dict(fact, prompt="We talked about {}")], cfg)
+    assert torch.equal(model.model.layers[1].mlp.down_proj.weight, weight)

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eval.attacks.logit_lens import resolve_layers
-from eval.attacks.scoring import model_device, pad_id_of
+from eval.attacks.scoring import encode_pair, leading_space_tokens, model_device, pad_id_of
 from lethe.errors import LetheError
 from unlearn.rome.contexts import context_templates
 from unlearn.rome.covariance import get_covariance
@@ -116,7 +116,7 @@ def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
         defense_layers = resolve_layers(wanted, layout.n_layers, "defense layer")
     answers = [objective.answer(f, cfg, facts) for f in facts]
     last_block = layer == layout.n_layers - 1
-    for fact in facts:  # every prompt must locate its subject
+    for fact, answer in zip(facts, answers):  # every prompt must locate its subject
         label = fact_label(fact)
         # the bare prompt has the suffix of every sampled "prefix. {}" context; fixed contexts
         # may add their own text after it
@@ -127,7 +127,10 @@ def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
                           for p in _paraphrase_templates(fact, cfg.rephrase_count)]
         for template, where in templates:
             row = make_row(tok, template, fact["subject"], where)
-            if last_block and row.subject_index != len(row.ids) - 1:
+            # at the last block the subject's last token must predict the answer's first
+            # content token itself: no other token after the subject, not even a lone space
+            if last_block and (row.subject_index != len(row.ids) - 1 or leading_space_tokens(
+                    tok, encode_pair(tok, row.text, answer)[1])):
                 _last_block_error(layer, layout.n_layers, where, row.text)
     return _Plan(objective, layout, layer, name, module, orientation, defense_layers, answers)
 

@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 
 from eval.attacks.logit_lens import capture_blocks, decode
-from eval.attacks.scoring import encode_pair, model_device, pad_id_of, pad_right
+from eval.attacks.scoring import (encode_pair, leading_space_tokens, model_device, pad_id_of,
+                                  pad_right)
 from unlearn.rome.objectives import Objective, ObjectiveBatch
 from unlearn.rome.prompts import PromptRow
 
@@ -76,11 +77,14 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
                    defense_layers: Sequence[int] = ()) -> ValueResult:
     device = model_device(model)
     weight = module.weight
-    answers = []
+    answers, leads = [], []
     for row in rewrite_rows:
         p_ids, a_ids = encode_pair(tok, row.text, answer)
         assert tuple(p_ids) == row.ids, "prompt ids differ between encode_pair and make_row"
         answers.append(a_ids)
+        # whitespace-only leading answer tokens (a tokenizer that isolates spaces) are read
+        # but not scored: the objective and the defenses act on the first content token
+        leads.append(leading_space_tokens(tok, a_ids))
     seqs = [list(r.ids) + a for r, a in zip(rewrite_rows, answers)] + [list(r.ids) for r in kl_rows]
     ids, mask = pad_right(seqs, pad_id_of(tok), device)
     n_rw, n_kl = len(rewrite_rows), len(kl_rows)
@@ -93,10 +97,12 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
     for i, (row, a) in enumerate(zip(rewrite_rows, answers)):
         ans_pos[i, :len(a)] = torch.arange(len(row.ids) - 1, len(row.ids) + len(a) - 1)
         ans_tok[i, :len(a)] = torch.tensor(a)
-        ans_mask[i, :len(a)] = 1.0
+        ans_mask[i, leads[i]:len(a)] = 1.0
     ans_pos, ans_tok, ans_mask = ans_pos.to(device), ans_tok.to(device), ans_mask.to(device)
     rw_rows = torch.arange(n_rw, device=device)
-    first_pos = ans_pos[:, 0]  # (R,) last prompt token
+    lead = torch.tensor(leads, device=device)
+    first_pos = ans_pos[rw_rows, lead]  # (R,) the position predicting the first content token
+    first_tok = ans_tok[rw_rows, lead]  # (R,)
     kl_rows_idx = torch.arange(n_rw, n_rw + n_kl, device=device)
     kl_pos = torch.tensor([len(r.ids) - 1 for r in kl_rows], device=device, dtype=torch.long)
 
@@ -121,7 +127,7 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
                 hidden = torch.stack([store[layer][rw_rows, first_pos]
                                       for layer in defense_layers])  # (L, R, D)
                 lens = decode(model, lens_layout, hidden).float()  # (L, R, V)
-            batch = ObjectiveBatch(ans_logp * ans_mask, ans_mask, ans_tok[:, 0], lens)
+            batch = ObjectiveBatch(ans_logp * ans_mask, ans_mask, first_tok, lens)
             term, logs = objective.loss(batch, cfg)
             loss = term
             if n_kl:
