@@ -211,12 +211,9 @@ def test_console_errors_are_one_line_with_exit_code_2(tmp_path):
 def test_model_rewriter_with_a_lora_adapter_and_a_seq2seq_model(tmp_path, tiny_llama,
                                                                 tiny_tokenizer_dir):
     """`model` rewriter: a causal LM + PEFT adapter (chat prompt), and a seq2seq model (raw)."""
-    import shutil
-
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, T5Config, \
-        T5ForConditionalGeneration
+    from transformers import AutoModelForCausalLM
 
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"id": 1, "text": "you idiot"}\n{"id": 2, "text": "shut up"}\n')
@@ -240,13 +237,7 @@ def test_model_rewriter_with_a_lora_adapter_and_a_seq2seq_model(tmp_path, tiny_l
     # a random adapter (init_lora_weights=False) changes the greedy rewrites of the base
     assert outs["lora"] != outs["plain"]
 
-    t5_dir = tmp_path / "t5"
-    shutil.copytree(tiny_tokenizer_dir, t5_dir)
-    tok = AutoTokenizer.from_pretrained(t5_dir)
-    T5ForConditionalGeneration(T5Config(
-        vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=2,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.pad_token_id)).save_pretrained(t5_dir)
+    t5_dir = _tiny_t5(tmp_path / "t5", tiny_tokenizer_dir)
     out = tmp_path / "t5.jsonl"
     res = invoke(["rewrite", str(inp), "-o", str(out), *base, "--set", f"rewriter.model={t5_dir}",
                   "--set", "rewriter.prompt.template='detox: {text}'"])  # values are YAML
@@ -254,21 +245,26 @@ def test_model_rewriter_with_a_lora_adapter_and_a_seq2seq_model(tmp_path, tiny_l
     assert [x["id"] for x in lines(out)] == [1, 2]
 
 
-def test_seq2seq_is_detected_and_prompted_raw(tmp_path, tiny_tokenizer_dir):
+def _tiny_t5(path, tokenizer_dir):
+    """A random 1-layer T5 saved with the tiny test tokenizer (a seq2seq rewriter)."""
     import shutil
 
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-    from detox.recipe import ModelConfig
-    from detox.rewriters import LM, resolve_format
-
-    t5_dir = tmp_path / "t5"
-    shutil.copytree(tiny_tokenizer_dir, t5_dir)
-    tok = AutoTokenizer.from_pretrained(t5_dir)
+    shutil.copytree(tokenizer_dir, path)
+    tok = AutoTokenizer.from_pretrained(path)
     T5ForConditionalGeneration(T5Config(
         vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=2,
         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.pad_token_id)).save_pretrained(t5_dir)
+        decoder_start_token_id=tok.pad_token_id)).save_pretrained(path)
+    return path
+
+
+def test_seq2seq_is_detected_and_prompted_raw(tmp_path, tiny_tokenizer_dir):
+    from detox.recipe import ModelConfig
+    from detox.rewriters import LM, resolve_format
+
+    t5_dir = _tiny_t5(tmp_path / "t5", tiny_tokenizer_dir)
     lm = LM(ModelConfig(model=str(t5_dir)))
     assert lm.seq2seq and resolve_format("auto", lm) == "raw"
     assert lm.tokenizer.padding_side == "right"
