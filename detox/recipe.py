@@ -147,13 +147,17 @@ class BestOfNConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    batch_size: int = 16  # inputs per generate() call (also the unit of flush + fsync)
+    batch_size: int = 16  # inputs per generate() call
+    # inputs read at once, sorted by prompt length into batches (less padding), and written
+    # together (the unit of flush + fsync: a killed run redoes at most this many lines)
+    window: int = 64
     max_new_tokens: int = 48
     seed: int = 0  # torch seed for sampling (best-of-n)
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("generation.batch_size and generation.max_new_tokens must be >= 1")
+        if min(self.batch_size, self.window, self.max_new_tokens) < 1:
+            raise ValueError("generation.batch_size, generation.window and "
+                             "generation.max_new_tokens must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -168,14 +168,15 @@ def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: 
             os.fsync(fh.fileno())
     pending = (r for r in io.records(path) if r.key not in done)
     with io.JsonlWriter(output) as writer:
-        return stream(rewriter, pending, writer, recipe.generation.batch_size, todo,
+        return stream(rewriter, pending, writer, recipe.generation.window, todo,
                       scorers if with_scores else None)
 
 
-def stream(rewriter, records, writer, batch_size: int, total: int | None = None,
+def stream(rewriter, records, writer, window: int, total: int | None = None,
            scorers=None) -> int:
-    """Rewrite `records` batch by batch, appending each batch to `writer` (flush + fsync);
-    with `scorers`, add each rewrite's STA/SIM/FL. Returns the number of lines written."""
+    """Rewrite `records` `window` at a time (the rewriter batches inside a window), appending
+    each window to `writer` (flush + fsync); with `scorers`, add each rewrite's STA/SIM/FL.
+    Returns the number of lines written."""
     from tqdm import tqdm
 
     from detox import io
@@ -187,7 +188,7 @@ def stream(rewriter, records, writer, batch_size: int, total: int | None = None,
     written, start = 0, time.perf_counter()
     with tqdm(total=total, unit="line", file=sys.stderr, dynamic_ncols=True, desc="rewrite",
               bar_format=bar_format) as bar:
-        for batch in io.batched(records, batch_size):
+        for batch in io.batched(records, window):
             items = [Item(r.text, r.context) for r in batch]
             results = rewriter.rewrite(items)
             if scorers is not None:

@@ -55,7 +55,7 @@ def test_rewrite_examples_then_rerun_is_a_no_op(tmp_path, tiny_recipe_args, inde
 
 
 def test_resume_after_a_torn_last_line(tmp_path, tiny_recipe_args, index_cache):
-    args = [*tiny_recipe_args, "--set", "generation.batch_size=1"]
+    args = [*tiny_recipe_args, "--set", "generation.batch_size=1", "--set", "generation.window=1"]
     full = tmp_path / "full.jsonl"
     assert invoke(["rewrite", str(EXAMPLES), "-o", str(full), *args]).exit_code == 0
     raw = full.read_bytes().splitlines(keepends=True)
@@ -70,7 +70,8 @@ def test_resume_after_a_torn_last_line(tmp_path, tiny_recipe_args, index_cache):
 def test_batched_rewrites_equal_one_at_a_time(tmp_path, tiny_recipe_args, index_cache):
     one, four = tmp_path / "one.jsonl", tmp_path / "four.jsonl"
     assert invoke(["rewrite", str(EXAMPLES), "-o", str(one), *tiny_recipe_args,
-                   "--set", "generation.batch_size=1"]).exit_code == 0
+                   "--set", "generation.batch_size=1", "--set", "generation.window=1"]
+                  ).exit_code == 0
     assert invoke(["rewrite", str(EXAMPLES), "-o", str(four), *tiny_recipe_args,
                    "--set", "generation.batch_size=4"]).exit_code == 0
     assert [x["rewrite"] for x in lines(one)] == [x["rewrite"] for x in lines(four)]
@@ -79,7 +80,7 @@ def test_batched_rewrites_equal_one_at_a_time(tmp_path, tiny_recipe_args, index_
 def test_sigkill_mid_run_loses_no_finished_line(tmp_path, tiny_recipe_args, index_cache):
     """A real SIGKILL of the console command, a torn tail on top, then a resume."""
     inp = synthetic_input(tmp_path / "in.jsonl", 30)
-    args = [*tiny_recipe_args, "--set", "generation.batch_size=1",
+    args = [*tiny_recipe_args, "--set", "generation.batch_size=1", "--set", "generation.window=1",
             "--set", "generation.max_new_tokens=12"]
     out = tmp_path / "killed.jsonl"
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -272,3 +273,38 @@ def test_seq2seq_is_detected_and_prompted_raw(tmp_path, tiny_tokenizer_dir):
                       sampling={"temperature": 1.0, "top_p": 1.0})
     assert len(got) == 2 and all(len(g) == 2 for g in got)
     assert [len(g) for g in lm.generate(["detox: go"], max_new_tokens=4)] == [1]
+
+
+class _WordTokenizer:
+    def __call__(self, texts, add_special_tokens=True):
+        return {"input_ids": [t.split() for t in texts]}
+
+
+class _RecordingLM:
+    """Stands in for LM: echoes each prompt upper-cased and records the batches it was given."""
+
+    tokenizer = _WordTokenizer()
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, max_new_tokens, *, n=1, sampling=None, stop_at_newline=False,
+                 add_special_tokens=True):
+        self.calls.append(list(prompts))
+        return [[p.upper()] * n for p in prompts]
+
+
+def test_prompts_are_batched_by_length_and_returned_in_input_order():
+    from types import SimpleNamespace
+
+    from detox.rewriters import Item, PromptRewriter
+
+    builder = SimpleNamespace(fmt="plain", cfg=SimpleNamespace(first_line=True),
+                              clean=str.strip, build=lambda text, context, demos: text)
+    lm = _RecordingLM()
+    rewriter = PromptRewriter(lm, builder, max_new_tokens=4, batch_size=2)
+    texts = ["e e e e e", "a", "c c c", "b b", "d d d d"]
+    got = rewriter.rewrite([Item(t) for t in texts])
+    assert [r.text for r in got] == [t.upper() for t in texts]  # input order
+    # shortest first, so each batch pads to a length close to its own prompts'
+    assert lm.calls == [["a", "b b"], ["c c c", "d d d d"], ["e e e e e"]]
