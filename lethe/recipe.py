@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from lethe.errors import LetheError
+
+log = logging.getLogger(__name__)
 
 MISSING = dataclasses.MISSING
 
@@ -119,26 +122,42 @@ def apply_overrides(raw: dict, schema: type, overrides) -> dict:
     raw = _copy(raw)
     for text in overrides or ():
         parts, value = parse_override(text)
-        _check_override_path(schema, raw, parts, text)
+        registry = _check_override_path(schema, raw, parts, text)
         node = raw
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
+        if registry is not None and node.get("name") != value:
+            _drop_foreign_keys(node, registry, value, text, ".".join(parts[:-1]))
         node[parts[-1]] = value
     return raw
 
 
-def _check_override_path(schema: type, raw: dict, parts: list[str], text: str) -> None:
+def _drop_foreign_keys(node: dict, registry, name, text: str, dotted: str) -> None:
+    """`--set method.name=ga` on a recipe written for npo: keep the keys ga also has (lr-like
+    shared settings), drop the ones it does not (beta), and say so."""
+    valid = {f.name for f in dataclasses.fields(_lookup(registry, name, f"--set {text}", dotted))}
+    dropped = [k for k in node if k != "name" and k not in valid]
+    for key in dropped:
+        del node[key]
+    if dropped:
+        log.info("--set %s: dropped %s (not settings of %s)", text,
+                 ", ".join(f"{dotted}.{k}" for k in dropped), name)
+
+
+def _check_override_path(schema: type, raw: dict, parts: list[str], text: str):
+    """Refuse a path the schema does not have; returns the registry field when the path
+    ends at a registry's `name` (switching the method/rewriter), else None."""
     cls, node = schema, raw
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth]) or "the recipe"
         if cls is None:  # inside a free-form dict: anything goes
-            return
+            return None
         if isinstance(cls, set):  # passthrough section with known keys
             if part not in cls:
                 raise LetheError(f"--set {text}: unknown key '{part}' in {where}{nearest(part, cls)}")
-            return
+            return None
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         if part not in fields:
@@ -152,7 +171,7 @@ def _check_override_path(schema: type, raw: dict, parts: list[str], text: str) -
                 default = _default_of(f)
                 name = getattr(default, "name", None)
             if depth + 1 < len(parts) and parts[depth + 1] == "name":
-                return
+                return f if depth + 2 == len(parts) else None
             cls = _lookup(f, name, f"--set {text}", ".".join(parts[:depth + 1])) if name else None
         elif "keys" in f.metadata:
             cls = set(f.metadata["keys"]())

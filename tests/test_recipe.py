@@ -117,3 +117,17 @@ def test_build_reports_missing_required_key():
 
     with pytest.raises(LetheError, match="missing required key 'must'"):
         build(Needs, {}, source="x.yaml")
+
+
+def test_switching_the_method_by_override_keeps_shared_keys_and_drops_foreign_ones(tmp_path,
+                                                                                    caplog):
+    path = write(tmp_path, "method: {name: npo_gdr, beta: 0.01, alpha: 2.0}\n")
+    with caplog.at_level("INFO", logger="lethe.recipe"):
+        r = load_unlearn_recipe(path, ["method.name=grad_diff"])
+    # grad_diff weighs its retain term like npo_gdr does; NPO's beta means nothing to it
+    assert type(r.method).__name__ == "GradDiffConfig" and r.method.alpha == 2.0
+    assert "dropped method.beta (not settings of grad_diff)" in caplog.text
+    r = load_unlearn_recipe(path, ["method.name=npo", "method.beta=0.2"])
+    assert type(r.method).__name__ == "NPOConfig" and r.method.beta == 0.2
+    with pytest.raises(LetheError, match="unknown method name 'npoo'.*did you mean 'npo'"):
+        load_unlearn_recipe(path, ["method.name=npoo"])
