@@ -89,10 +89,26 @@ class LM:
     def generate(self, prompts: Sequence[str], max_new_tokens: int, *, n: int = 1,
                  sampling: dict | None = None, stop_at_newline: bool = False,
                  add_special_tokens: bool = True) -> list[list[str]]:
-        """n generations per prompt (greedy unless `sampling` gives temperature/top_p)."""
+        """n generations per prompt (greedy unless `sampling` gives temperature/top_p).
+
+        Causal LMs go through eval.lm.LM.generate: left padding, and the token prefix all
+        prompts of the call share (the chat template's system turn with the instruction) run
+        once, its KV cache reused by every row. Sampling draws from the global torch RNG (the
+        caller seeds it).
+        """
         import torch
 
         tok = self.tokenizer
+        if not self.seq2seq:
+            from eval.lm import LM as EvalLM
+
+            flat = [p for p in prompts for _ in range(n)]
+            texts = EvalLM(self.model, tok, progress=False).generate(
+                flat, max_new_tokens, batch_size=len(flat), greedy=not sampling,
+                temperature=(sampling or {}).get("temperature", 1.0),
+                top_p=(sampling or {}).get("top_p", 1.0),
+                stop=["\n"] if stop_at_newline else None, add_special_tokens=add_special_tokens)
+            return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
         device = next(self.model.parameters()).device
         enc = tok(list(prompts), return_tensors="pt", padding=True,
                   add_special_tokens=add_special_tokens).to(device)
@@ -103,12 +119,9 @@ class LM:
                           top_p=sampling["top_p"])
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if stop_at_newline and not self.seq2seq:
-            kwargs.update(stop_strings=["\n"], tokenizer=tok)
         with torch.no_grad():
-            out = self.model.generate(**enc, **kwargs)  # (B * n, T_prompt + T_new) or (B * n, T)
-        new = out if self.seq2seq else out[:, enc["input_ids"].shape[1]:]
-        texts = tok.batch_decode(new, skip_special_tokens=True)
+            out = self.model.generate(**enc, **kwargs)  # (B * n, T_new): decoder tokens only
+        texts = tok.batch_decode(out, skip_special_tokens=True)
         return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 

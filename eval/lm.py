@@ -171,19 +171,19 @@ class LM:
     def generate(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8, *,
                  greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int | None = None, stop: Sequence[str] | None = None,
-                 desc: str | None = None) -> list[str]:
+                 desc: str | None = None, add_special_tokens: bool = True) -> list[str]:
         """Continuations of `prompts` (without the prompt), cut at the first EOS.
 
         Greedy by default (what every MUSE metric uses). Sampling (`greedy=False`) draws from a
         forked torch RNG seeded with `seed`, so the caller's global RNG is left untouched.
         `stop`: a row stops generating once its continuation contains one of these strings
         (kept in the output: callers that cut at them get the same text as without `stop`,
-        sooner).
+        sooner). `add_special_tokens=False` for prompts that already hold them (chat templates).
         """
         import torch
         from transformers import GenerationConfig
 
-        ids = self.encode(prompts)
+        ids = self.encode(prompts, add_special_tokens=add_special_tokens)
         empty = [i for i, x in enumerate(ids) if not x]
         if empty:
             raise LetheError(f"prompt #{empty[0]} is empty after tokenization; generation needs "
