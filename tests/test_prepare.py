@@ -1,9 +1,12 @@
 """`unlearn prepare` on the tiny world: tokenizer + target/retrain checkpoints that load."""
 
 import json
+import shutil
 
+import pytest
 import torch
 
+from lethe.errors import LetheError
 from lethe.loading import load_model, load_tokenizer
 from unlearn.data import LMCollator, tokenize_texts
 from unlearn.methods.losses import nll
@@ -97,3 +100,32 @@ def test_prepare_fine_tunes_a_base_model(tiny_prepared, tmp_path):
     assert summary["vocab_size"] == len(load_tokenizer(str(base)))
     forget = read_texts(f"{tmp_path}/sh", "raw", "forget")
     assert forget_nll(tmp_path / "m" / "target", forget) < forget_nll(base, forget)
+
+
+def test_prepare_refuses_a_world_generated_with_other_settings(tiny_prepared, tmp_path):
+    """A world directory from an older generator or another size table is not silently reused
+    (models prepared on it would not be the recipe's)."""
+    root, overrides = tiny_prepared
+    shutil.copytree(root / "world", tmp_path / "world")
+    meta = json.loads((tmp_path / "world" / "world.json").read_text())
+    meta["sizes"]["retain1"] += 1
+    (tmp_path / "world" / "world.json").write_text(json.dumps(meta))
+    recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"world.dir={tmp_path}/world", f"prepare.out_dir={tmp_path}/models"])
+    with pytest.raises(LetheError, match=r"other settings \(sizes differ"):
+        prepare(recipe)
+    assert not (tmp_path / "models").exists()
+
+
+def test_prepare_refuses_models_trained_on_other_data(tiny_prepared, tmp_path):
+    root, overrides = tiny_prepared
+    assert json.loads((root / "models" / "prepare.json").read_text())["data_sha256"]
+    shutil.copytree(root / "world", tmp_path / "world")
+    shutil.copytree(root / "models", tmp_path / "models")
+    forget = next((tmp_path / "world" / "raw").glob("forget*"))
+    forget.write_text(forget.read_text().replace("a", "o", 1))
+    recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"world.dir={tmp_path}/world", f"prepare.out_dir={tmp_path}/models",
+        f"data.source={tmp_path}/world"])
+    with pytest.raises(LetheError, match="trained on other data"):
+        prepare(recipe)

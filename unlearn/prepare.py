@@ -34,12 +34,36 @@ def ensure_world(world: WorldSection, overwrite: bool = False) -> Path:
 
     out = Path(world.dir)
     if (out / "world.json").is_file() and not overwrite:
+        check_world_matches(out, WorldSpec(seed=world.seed, size=world.size))
         log.info("world exists: %s", out)
         return out
     log.info("generating the %s world (seed %d) in %s", world.size, world.seed, out)
     write_world(generate_world(WorldSpec(seed=world.seed, size=world.size)), out,
                 overwrite=overwrite)
     return out
+
+
+def check_world_matches(out: Path, spec) -> None:
+    """Refuse a world directory generated with other settings (an older generator version,
+    another size table, seed or size): models prepared on it would not match the recipe."""
+    import json
+    from dataclasses import asdict
+
+    from unlearn.world import GENERATOR, SIZES, VERSION
+
+    try:
+        meta = json.loads((out / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LetheError(f"cannot read {out / 'world.json'} ({err}); delete {out} to "
+                         f"regenerate the world") from None
+    want = {"generator": GENERATOR, "version": VERSION, "seed": spec.seed, "size": spec.size,
+            "sizes": asdict(SIZES[spec.size]) if spec.size in SIZES else None}
+    diff = [k for k, v in want.items() if meta.get(k) != v]
+    if diff:
+        raise LetheError(
+            f"{out} holds a world generated with other settings ({', '.join(diff)} differ: "
+            f"{', '.join(f'{k}={meta.get(k)!r}' for k in diff)}); delete it (and the models "
+            f"prepared from it) or set world.dir to another directory")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -118,12 +142,14 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
     else:
         source = recipe.data.source
     out = Path(section.out_dir)
-    done = all((out / name / "config.json").is_file() for name in ("target", "retrain"))
-    if done and not overwrite:
-        log.info("target and retrain exist in %s (pass --overwrite to retrain)", out)
-        return {"skipped": True, "out_dir": str(out)}
     forget = read_texts(source, "raw", "forget")
     retain = [t for split in section.retain_splits for t in read_texts(source, "raw", split)]
+    fingerprint = _fingerprint(forget, retain)
+    done = all((out / name / "config.json").is_file() for name in ("target", "retrain"))
+    if done and not overwrite:
+        _check_fingerprint(out, fingerprint)
+        log.info("target and retrain exist in %s (pass --overwrite to retrain)", out)
+        return {"skipped": True, "out_dir": str(out)}
     if section.base_model:
         from lethe.loading import load_tokenizer
 
@@ -138,7 +164,8 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
         # holdout text looks alien, and no unlearned model's PrivLeak left -100 (the
         # forget-only tokens would have to be pushed down to "never seen" level).
         tokenizer = train_tokenizer(retain, section.arch.vocab_size)
-    summary = {"out_dir": str(out), "world": source, "forget_docs": len(forget),
+    summary = {"out_dir": str(out), "world": source, "data_sha256": fingerprint,
+               "forget_docs": len(forget),
                "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
     for name, texts in (("target", forget + retain), ("retrain", retain)):
         model = (load_model(section.base_model) if section.base_model
@@ -159,4 +186,35 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
                                    "train_docs": len(texts),
                                    "steps": trainer.state.global_step}
         log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
+    from eval.report import write_json
+
+    write_json(out / "prepare.json", summary)
     return summary
+
+
+def _fingerprint(forget: list[str], retain: list[str]) -> str:
+    """sha256 of the training texts: which data the prepared models saw."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, texts in (("forget", forget), ("retain", retain)):
+        h.update(f"{name}:{len(texts)}\0".encode())
+        for t in texts:
+            h.update(t.encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+def _check_fingerprint(out: Path, fingerprint: str) -> None:
+    """Refuse models that `prepare.json` says were trained on other data."""
+    import json
+
+    record = out / "prepare.json"
+    if not record.is_file():
+        return  # prepared by hand or by an older version: nothing to compare
+    try:
+        seen = json.loads(record.read_text(encoding="utf-8")).get("data_sha256")
+    except (OSError, ValueError):
+        seen = None
+    if seen is not None and seen != fingerprint:
+        raise LetheError(f"the models in {out} were trained on other data than the recipe's "
+                         f"world/data now holds; pass --overwrite to retrain them")
