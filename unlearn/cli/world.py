@@ -26,8 +26,8 @@ The same seed and size always give byte-identical files.
 Sizes (forget/retain/holdout documents):
 {_size_help()}
 
-tiny is for tests; demo (~63 KB of training text, forget ~32%) is sized for a ~1M-parameter
-model trained from scratch on a CPU; large is ~7x demo, for GPUs.
+tiny is for tests; demo (~84 KB of training text, forget ~23%) is sized for a ~1M-parameter
+model trained from scratch on a CPU; large is ~5x demo, for GPUs.
 
 Example: unlearn world runs/world --size demo --seed 0
 """)
