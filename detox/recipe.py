@@ -6,7 +6,7 @@
       pool: builtin
       k: 4
       ...
-    generation: {batch_size: 16, max_new_tokens: 48}
+    generation: {batch_size: 32, window: 64, max_new_tokens: 48}
     scorers: {sta: {name: profanity}, sim: {name: embedding}, fl: {name: perplexity}}
     scores: false
 
@@ -147,7 +147,7 @@ class BestOfNConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    batch_size: int = 16  # inputs per generate() call
+    batch_size: int = 32  # inputs per generate() call (32: 3.3x batch 1 on 2 CPU cores, 16: 2.9x)
     # inputs read at once, sorted by prompt length into batches (less padding), and written
     # together (the unit of flush + fsync: a killed run redoes at most this many lines)
     window: int = 64

@@ -1,6 +1,6 @@
 """Batched vs one-at-a-time `detox rewrite`, and the same prompts through a plain batched loop.
 
-    python tests/bench/bench_detox_batching.py [--rows 64] [--batch 16] [--window 64]
+    python tests/bench/bench_detox_batching.py [--rows 64] [--batch 32] [--window 64]
                                                [--threads 1] [--set rewriter.k=0 ...]
 
 Offline default model (SmolLM2-135M-Instruct, fp32, greedy, 48 new tokens) with the default
@@ -88,7 +88,7 @@ def run_plain(lm, builder, prompts: list[str], batch: int, max_new_tokens: int):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--window", type=int, default=64, help="generation.window of run A")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on this shared 2-core machine two OpenMP threads "
