@@ -144,7 +144,7 @@ class PromptRewriter:
     """
 
     def __init__(self, lm: LM, builder: PromptBuilder, max_new_tokens: int,
-                 selector: DemoSelector | None = None, seed: int = 0, batch_size: int = 16):
+                 selector: DemoSelector | None = None, seed: int = 0, batch_size: int = 32):
         self.lm = lm
         self.builder = builder
         self.selector = selector

@@ -135,8 +135,8 @@ def apply_overrides(raw: dict, schema: type, overrides) -> dict:
 
 
 def _drop_foreign_keys(node: dict, registry, name, text: str, dotted: str) -> None:
-    """`--set method.name=ga` on a recipe written for npo: keep the keys ga also has (lr-like
-    shared settings), drop the ones it does not (beta), and say so."""
+    """`--set method.name=grad_diff` on a recipe written for npo_gdr: keep the keys the new
+    method also has (alpha), drop the ones it does not (beta), and say so."""
     valid = {f.name for f in dataclasses.fields(_lookup(registry, name, f"--set {text}", dotted))}
     dropped = [k for k in node if k != "name" and k not in valid]
     for key in dropped:
