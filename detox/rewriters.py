@@ -171,6 +171,8 @@ class PromptRewriter:
         special = fmt != "chat"  # chat templates already hold the special tokens
         lengths = [len(ids) for ids in self.lm.tokenizer(
             prompts, add_special_tokens=special)["input_ids"]]
+        # The batches are chosen here, not inside LM.generate (which also sorts, but only within
+        # the prompts it is given): the seq2seq path and the per-batch sampling seed need them.
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])  # stable: ties keep order
         out: list[list[str]] = [[] for _ in prompts]
         for start in range(0, len(order), self.batch_size):

@@ -188,15 +188,15 @@ def stream(rewriter, records, writer, window: int, total: int | None = None,
     written, start = 0, time.perf_counter()
     with tqdm(total=total, unit="line", file=sys.stderr, dynamic_ncols=True, desc="rewrite",
               bar_format=bar_format) as bar:
-        for batch in io.batched(records, window):
-            items = [Item(r.text, r.context) for r in batch]
+        for chunk in io.batched(records, window):
+            items = [Item(r.text, r.context) for r in chunk]
             results = rewriter.rewrite(items)
             if scorers is not None:
                 add_scores(results, items, scorers)
             writer.write(output_record(r, res, scorers is not None)
-                         for r, res in zip(batch, results))
-            written += len(batch)
+                         for r, res in zip(chunk, results))
+            written += len(chunk)
             bar.set_postfix_str(f"{written / (time.perf_counter() - start):.2f} lines/s",
                                 refresh=False)
-            bar.update(len(batch))
+            bar.update(len(chunk))
     return written
