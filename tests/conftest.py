@@ -6,9 +6,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.helpers import THREADS, fixture_seed  # noqa: E402
+
 # The test models are tiny (~10^4-10^6 parameters): intra-op threading costs more than it
 # saves on them, and on a loaded 2-core machine two threads made tiny forwards ~100x slower.
-torch.set_num_threads(1)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +24,7 @@ def tiny_prepared(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     overrides = [f"world.dir={root}/world", f"prepare.out_dir={root}/models",
-                 f"data.source={root}/world", "prepare.train.max_steps=40"]
+                 f"data.source={root}/world", "prepare.train.max_steps=40",
+                 f"seed={fixture_seed(0)}", f"world.seed={fixture_seed(0)}"]
     prepare(load_unlearn_recipe("recipes/tiny.yaml", overrides))
     return root, overrides

@@ -15,19 +15,20 @@ from lethe.trainer import (DivergenceGuard, LetheTrainer, LoraSection, apply_lor
                            resume_checkpoint, training_arguments)
 from unlearn.data import LMCollator, TextDataset
 from unlearn.methods.losses import nll
+from tests.helpers import fixture_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_model(seed=0):
-    torch.manual_seed(seed)
+    torch.manual_seed(fixture_seed(seed))
     cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
     return LlamaForCausalLM(cfg)
 
 
 def dataset(n=16, length=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(fixture_seed(seed))
     return TextDataset([{"input_ids": torch.randint(3, 64, (length,), generator=g).tolist()}
                         for _ in range(n)])
 

@@ -14,13 +14,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import edit_toy  # noqa: E402
+from tests.helpers import THREADS  # noqa: E402
 from edit_toy import facts, lethe_cache, tok  # noqa: E402,F401  (shared fixtures)
 
 
 @pytest.fixture(scope="session")
 def trained(tok):
     """A 4-layer Llama trained (~5 s) until it answers every toy fact greedily."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     return edit_toy.train(edit_toy.llama(tok), tok, steps=150)
 
 

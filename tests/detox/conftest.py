@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from tests.helpers import THREADS, fixture_seed
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -17,7 +19,7 @@ def one_torch_thread():
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     yield
     torch.set_num_threads(before)
 
@@ -68,7 +70,7 @@ def tiny_llama(tiny_tokenizer_dir, tmp_path_factory):
     for f in tiny_tokenizer_dir.iterdir():
         shutil.copy(f, path / f.name)
     tok = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
+    torch.manual_seed(fixture_seed(0))
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=2048, pad_token_id=tok.pad_token_id,
@@ -90,7 +92,7 @@ def tiny_classifier(tiny_tokenizer_dir, tmp_path_factory):
     for f in tiny_tokenizer_dir.iterdir():
         shutil.copy(f, path / f.name)
     tok = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(1)
+    torch.manual_seed(fixture_seed(1))
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
                       pad_token_id=tok.pad_token_id, num_labels=2,

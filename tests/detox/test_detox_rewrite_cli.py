@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from detox.cli import cli
 from lethe.errors import LetheError
+from tests.helpers import fixture_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "input.jsonl"
@@ -219,7 +220,7 @@ def test_model_rewriter_with_a_lora_adapter_and_a_seq2seq_model(tmp_path, tiny_l
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"id": 1, "text": "you idiot"}\n{"id": 2, "text": "shut up"}\n')
     adapter = tmp_path / "adapter"
-    torch.manual_seed(0)
+    torch.manual_seed(fixture_seed(0))
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
                                 LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
                                            init_lora_weights=False))

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.helpers import fixture_seed
+
 from detox_tiny import INSULTS, NEUTRAL, byte_bpe
 
 
@@ -13,7 +15,7 @@ def tiny_llama(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny_llama")
     tok = byte_bpe(path, chat=True)
-    torch.manual_seed(0)
+    torch.manual_seed(fixture_seed(0))
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                       max_position_embeddings=256, pad_token_id=tok.pad_token_id,
@@ -42,7 +44,7 @@ def tiny_bert(tmp_path_factory):
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
                                   cls_token="[CLS]", sep_token="[SEP]")
     tok.save_pretrained(path)
-    torch.manual_seed(0)
+    torch.manual_seed(fixture_seed(0))
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     BertModel(cfg).save_pretrained(path)

@@ -13,6 +13,7 @@ import contextlib  # noqa: E402
 import pytest  # noqa: E402
 
 from eval_world import build_world, write_world  # noqa: E402
+from tests.helpers import THREADS, fixture_seed  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -22,7 +23,7 @@ def one_thread():
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     try:
         yield
     finally:
@@ -76,7 +77,7 @@ def make_model(tokenizer, seed: int = 0, hidden: int = 32):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
+    torch.manual_seed(fixture_seed(seed))
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=2 * hidden,
                       max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,

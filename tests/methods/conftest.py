@@ -8,10 +8,12 @@ import random
 import pytest
 import torch
 
+from tests.helpers import THREADS, fixture_seed
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Models here have ~30k parameters: one thread is ~100x faster than two on a shared 2-core
 # machine (OpenMP workers spin against other users' processes; measured 5 ms vs 2.4 s per step).
-torch.set_num_threads(1)
+torch.set_num_threads(THREADS)
 
 VOCAB = 128
 
@@ -19,7 +21,7 @@ VOCAB = 128
 def tiny_llama(seed: int = 0, vocab: int = VOCAB):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
+    torch.manual_seed(fixture_seed(seed))
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -30,7 +32,7 @@ def tiny_llama(seed: int = 0, vocab: int = VOCAB):
 
 
 def random_examples(n: int, seed: int, lo: int = 6, hi: int = 12, vocab: int = VOCAB):
-    rng = random.Random(seed)
+    rng = random.Random(fixture_seed(seed))
     return [{"input_ids": [1] + [rng.randrange(3, vocab) for _ in range(rng.randrange(lo, hi))]}
             for _ in range(n)]
 

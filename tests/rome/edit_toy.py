@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from tests.helpers import fixture_seed
+
 PEOPLE = [("Alva Brenn", "Vessmark"), ("Corin Dahl", "Olbridge"), ("Edda Farrow", "Quenby"),
           ("Gil Harte", "Rustow"), ("Ivo Jessop", "Vessmark"), ("Kara Lund", "Olbridge")]
 PHRASES = ["{} was born in", "{} is a native of", "{} hails from", "The birthplace of {} is",
@@ -58,7 +60,7 @@ def tokenizer(vocab_size: int = 330):
 def llama(tok, seed: int = 0, layers: int = 4):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
+    torch.manual_seed(fixture_seed(seed))
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=128, pad_token_id=tok.pad_token_id,
@@ -70,7 +72,7 @@ def llama(tok, seed: int = 0, layers: int = 4):
 def gpt2(tok, seed: int = 0, layers: int = 4):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(seed)
+    torch.manual_seed(fixture_seed(seed))
     cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_inner=64, n_layer=layers, n_head=4,
                      n_positions=128, pad_token_id=tok.pad_token_id,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
@@ -83,7 +85,7 @@ def train(model, tok, steps: int = 300, lr: float = 1e-2, seed: int = 0):
     """Full-batch next-token training on sentences() until the model knows the facts."""
     from eval.attacks.scoring import pad_right
 
-    torch.manual_seed(seed)
+    torch.manual_seed(fixture_seed(seed))
     seqs = [tok(s)["input_ids"] for s in sentences()]
     ids, mask = pad_right(seqs, tok.pad_token_id, "cpu")
     labels = ids.masked_fill(mask == 0, -100)

@@ -10,6 +10,7 @@ import edit_toy
 from eval.attacks.scoring import fill, score_answers
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_tokenizer
+from tests.helpers import THREADS, fixture_seed
 from unlearn.prepare import train_tokenizer
 from unlearn.rome import EditConfig, edit_model, restore
 from unlearn.rome.prompts import make_row
@@ -23,9 +24,9 @@ def prepared(tmp_path_factory):
     """(model, tokenizer) as `unlearn prepare` leaves them: trained ~3 s, saved, reloaded."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     tok = train_tokenizer(edit_toy.sentences() + [" ".join(edit_toy.FILLER)], 330)
-    torch.manual_seed(0)
+    torch.manual_seed(fixture_seed(0))
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                       max_position_embeddings=128, bos_token_id=tok.bos_token_id,
