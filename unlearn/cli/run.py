@@ -27,14 +27,15 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
         return
-    from eval.muse.report import render_markdown
     from lethe.locks import lock_output
+
+    lock_output(rec.output_dir, "output_dir")  # rank 0 holds it until the report is written
+    from eval.muse.report import render_markdown
     from lethe.outputs import prepare_output_dir
     from unlearn import pipeline
     from unlearn.prepare import ensure_world, prepare
     from unlearn.recipe import expand_variants
 
-    lock_output(rec.output_dir, "output_dir")  # rank 0 holds it until the report is written
     if is_main_process():
         if rec.prepare is not None:
             prepare(rec)  # generates the world first when it is missing
