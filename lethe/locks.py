@@ -52,6 +52,7 @@ class _Held:
     fd: int
     inode: int
     count: int  # nested takes of the same output by this process
+    made: tuple[Path, ...] = ()  # parent directories the lock created (deepest first)
 
 
 _HELD: dict[Path, _Held] = {}  # lock file -> this process's hold on it
@@ -87,10 +88,13 @@ def _describe_holder(fd: int) -> str:
 
 def _open_locked(lock: Path, output: Path, what: str) -> _Held | None:
     """Open and flock `lock` without blocking; None where the filesystem cannot lock."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    made = tuple(p for p in (lock.parent, *lock.parent.parents) if not p.exists())
     for _ in range(100):  # retried only while other writers unlink lock files under us
         try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            continue  # a finishing holder removed the empty parent it had made: make it again
         except OSError as err:
             raise LetheError(f"cannot create the lock file {lock} for {what} {output} "
                              f"({err.strerror}); choose a writable location") from None
@@ -119,7 +123,7 @@ def _open_locked(lock: Path, output: Path, what: str) -> _Held | None:
         raise LetheError(f"could not take the lock {lock} of {what} {output}; try again")
     os.ftruncate(fd, 0)
     os.pwrite(fd, _holder_text(), 0)
-    return _Held(fd, inode, 1)
+    return _Held(fd, inode, 1, made)
 
 
 def _release(lock: Path, held: _Held) -> None:
@@ -129,6 +133,11 @@ def _release(lock: Path, held: _Held) -> None:
         if os.stat(lock).st_ino == held.inode:
             os.unlink(lock)
     os.close(held.fd)
+    for parent in held.made:  # a command that failed before writing leaves no empty dirs
+        try:
+            os.rmdir(parent)
+        except OSError:  # not empty: the command wrote there, or another writer did
+            break
 
 
 @contextlib.contextmanager

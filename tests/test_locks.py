@@ -55,6 +55,16 @@ def test_lock_sits_beside_the_output_and_is_reentrant(tmp_path):
     prepare_output_dir(out)  # still empty after release
 
 
+def test_a_lock_leaves_no_directories_it_made(tmp_path):
+    out = tmp_path / "runs" / "eval" / "model"
+    with output_lock(out, enabled=True) as lock:
+        assert lock.parent.is_dir()
+    assert not (tmp_path / "runs").exists()  # nothing written: the parents it made are gone
+    with output_lock(out, enabled=True):
+        (tmp_path / "runs" / "eval" / "kept.txt").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["eval"]
+
+
 def test_other_ranks_take_no_lock(tmp_path, monkeypatch):
     out = tmp_path / "run"
     with held_by_child(out):

@@ -26,6 +26,8 @@ def command_cases(tmp_path):
     rewrites.write_text('{"id": 1, "text": "you idiot", "rewrite": "you are wrong"}\n')
     d = tmp_path / "out"
     world, models = tmp_path / "world", tmp_path / "models"
+    tiny = ["--set", f"world.dir={world}", "--set", f"prepare.out_dir={models}",
+            "--set", f"data.source={world}"]
     return {
         "detox rewrite": (detox_cli, ["rewrite", str(EXAMPLES), "-o", str(d)], d),
         "detox eval": (detox_cli, ["eval", str(rewrites), "--report-dir", str(d)], d),
@@ -33,13 +35,11 @@ def command_cases(tmp_path):
                                     "--set", f"output_dir={d}"], d),
         "detox train-classifier": (detox_cli, ["train-classifier", "recipes/detox/classifier.yaml",
                                                "--set", f"output_dir={d}"], d),
-        "unlearn run": (unlearn_cli, ["run", "recipes/tiny.yaml", "--set", f"output_dir={d}"], d),
-        "unlearn prepare (world)": (unlearn_cli, [
-            "prepare", "recipes/tiny.yaml", "--set", f"world.dir={world}",
-            "--set", f"prepare.out_dir={models}", "--set", f"data.source={world}"], world),
-        "unlearn prepare (models)": (unlearn_cli, [
-            "prepare", "recipes/tiny.yaml", "--set", f"world.dir={world}",
-            "--set", f"prepare.out_dir={models}", "--set", f"data.source={world}"], models),
+        "unlearn run": (unlearn_cli, ["run", "recipes/tiny.yaml", *tiny,
+                                      "--set", f"output_dir={d}"], d),
+        "unlearn prepare (world)": (unlearn_cli, ["prepare", "recipes/tiny.yaml", *tiny], world),
+        "unlearn prepare (models)": (unlearn_cli, ["prepare", "recipes/tiny.yaml", *tiny],
+                                     models),
         "unlearn world": (unlearn_cli, ["world", str(d), "--size", "tiny"], d),
         "unlearn eval": (unlearn_cli, ["eval", "no/model", "--data", "no/data", "--out", str(d)],
                          d),
