@@ -195,16 +195,13 @@ def tokenize(tokenizer, texts, labels, max_length: int):
 
 def save_dir_atomically(out: Path, write) -> Path:
     """`write(tmp_dir)`, then swap tmp_dir into `out` (an old `out` is removed only after)."""
+    from lethe.outputs import replace_dir
+
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     write(tmp)
-    old = out.with_name(f".{out.name}.old{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return replace_dir(tmp, out)
 
 
 def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:

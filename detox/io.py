@@ -12,6 +12,9 @@ can be read twice with flat memory.
 Output lines are appended one batch at a time, then flushed and fsync'ed, so a run killed at
 any moment (even SIGKILL) keeps every finished batch. The only damage a kill can do is a torn
 last line; `recover_output` finds it and truncates it away before a resumed run appends.
+Readers (`detox eval`) take `complete_prefix` first and read only whole lines, so a file that
+is still being written can be scored as it stands. Writers hold `lethe.locks.output_lock` on
+the output, so two runs never append to one file.
 """
 
 from __future__ import annotations
@@ -105,10 +108,42 @@ def _kind(value) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of every line; with `limit`, only the lines that start before byte
+    `limit` (a file still being appended to is read as it was when `limit` was taken)."""
+    offset = 0
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
+            if limit is not None and offset >= limit:
+                return
+            offset += len(raw)
             yield number, raw
+
+
+def complete_prefix(path: Path, chunk: int = 1 << 16) -> tuple[int, int]:
+    """(bytes of `path` that hold whole records, bytes of an incomplete last line).
+
+    A writer appends whole lines, but a reader can catch a write halfway. A last line without
+    its newline is incomplete unless it parses as a JSON object (a hand-written file whose
+    last line has no newline).
+    """
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        pos, tail = size, b""
+        while pos > 0 and b"\n" not in tail:  # read backwards to the last newline
+            step = min(chunk, pos)
+            pos -= step
+            fh.seek(pos)
+            tail = fh.read(step) + tail
+    last = tail[tail.rfind(b"\n") + 1:] if b"\n" in tail else tail
+    if not last.strip():
+        return size, 0
+    try:
+        if isinstance(json.loads(last), dict):
+            return size, 0
+    except ValueError:  # also UnicodeDecodeError: a write cut inside a character
+        pass
+    return size - len(last), len(last)
 
 
 @dataclass
@@ -126,10 +161,11 @@ class Scan:
 
 
 def scan(path: Path, required: tuple[str, ...] = ("id", "text"),
-         string_fields: tuple[str, ...] = ()) -> Scan:
-    """Validate every line, streaming; duplicates (by id) after the first are bad lines."""
+         string_fields: tuple[str, ...] = (), limit: int | None = None) -> Scan:
+    """Validate every line (up to byte `limit`), streaming; duplicates (by id) after the first
+    are bad lines."""
     result = Scan()
-    for number, raw in _lines(path):
+    for number, raw in _lines(path, limit):
         rec = parse_line(raw, number, required, string_fields)
         if rec is None:
             continue
@@ -144,10 +180,11 @@ def scan(path: Path, required: tuple[str, ...] = ("id", "text"),
 
 
 def records(path: Path, required: tuple[str, ...] = ("id", "text"),
-            string_fields: tuple[str, ...] = ()) -> Iterator[Record]:
-    """The valid records in file order (bad and duplicate lines skipped), streaming."""
+            string_fields: tuple[str, ...] = (), limit: int | None = None) -> Iterator[Record]:
+    """The valid records in file order (bad and duplicate lines skipped; up to byte `limit`),
+    streaming."""
     seen: set[str] = set()
-    for number, raw in _lines(path):
+    for number, raw in _lines(path, limit):
         rec = parse_line(raw, number, required, string_fields)
         if isinstance(rec, Record) and rec.key not in seen:
             seen.add(rec.key)

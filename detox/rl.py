@@ -593,6 +593,10 @@ def run_sweep(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     table = markdown_table(header, [[r.get(k) for k in header] for r in rows], digits=3)
     results = {"command": "detox train (sweep)", "recipe": to_dict(recipe), "rows": rows,
                "versions": library_versions()}
+    from lethe.cli import is_main_process
+
+    if not is_main_process():  # rank 0 writes the report (and holds the output's lock)
+        return results
     write_json(out / "results.json", results)
     _plot_tradeoff(rows, out / "results.png")
     atomic_write_text(out / "results.md",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from lethe.errors import LetheError
@@ -23,3 +25,17 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: boo
                          f"its results or choose another path")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def replace_dir(tmp: str | Path, out: str | Path) -> Path:
+    """Move the finished directory `tmp` to `out` by rename, so a reader (`unlearn eval` of a
+    checkpoint being saved, a resumed run) never sees it half-written; an old `out` is moved
+    aside first and deleted only after the new one is in place."""
+    tmp, out = Path(tmp), Path(out)
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from lethe.errors import Diverged, LetheError
 
@@ -132,7 +132,7 @@ class DivergenceGuard:
                                             and abs(value) > self.max_abs_loss)
 
     def fail(self, value: float, step: int, output_dir: str) -> Diverged:
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        last = last_complete_checkpoint(output_dir)
         kept = (f"last good checkpoint kept: {last}" if last else
                 "no checkpoint had been saved (set train.save_steps to keep one)")
         why = "is not finite" if not math.isfinite(value) else \
@@ -245,6 +245,25 @@ class LetheTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` that the trainer finished writing, or None.
+
+    transformers writes a checkpoint in place and `trainer_state.json` after the weights and
+    optimizer state, so a run killed while saving leaves a newer, incomplete `checkpoint-N`
+    without it; resuming from that would fail (or load half a state). Such are skipped.
+    """
+    if not Path(output_dir).is_dir():
+        return None
+    steps = {p: re.fullmatch(r"checkpoint-(\d+)", p.name) for p in Path(output_dir).iterdir()}
+    found = sorted(((int(m.group(1)), p) for p, m in steps.items() if m and p.is_dir()),
+                   reverse=True)
+    for _, path in found:
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("skipping %s: it has no trainer_state.json (killed while saving)", path)
+    return None
+
+
 def resume_checkpoint(output_dir: str | Path, resume: bool | str) -> str | None:
     """`--resume` → the newest `checkpoint-*` in output_dir (or the given path), else None."""
     if not resume:
@@ -253,7 +272,7 @@ def resume_checkpoint(output_dir: str | Path, resume: bool | str) -> str | None:
         if not Path(resume).is_dir():
             raise LetheError(f"--resume: checkpoint {resume} does not exist")
         return resume
-    last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    last = last_complete_checkpoint(output_dir)
     if last is None:
         log.info("no checkpoint in %s; starting from scratch", output_dir)
     return last

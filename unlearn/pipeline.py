@@ -24,6 +24,8 @@ from eval.report import atomic_write_text, write_json
 from lethe.cli import is_main_process
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_table, load_tokenizer, model_identity
+from lethe.locks import output_lock
+from lethe.outputs import replace_dir
 from lethe.recipe import dump_yaml, to_dict
 from lethe.trainer import (DivergenceGuard, LetheTrainer, apply_lora, resume_checkpoint,
                            training_arguments)
@@ -148,30 +150,41 @@ def edit_request(recipe: UnlearnRecipe, method: Method, request: Request, start_
 
 
 def save_model(trainer, tokenizer, request: Request, recipe: UnlearnRecipe, start_spec: str):
-    """Save through the trainer (gathers ZeRO-3 shards); LoRA → adapter (+ merged if asked)."""
+    """Save through the trainer (gathers ZeRO-3 shards); LoRA → adapter (+ merged if asked).
+
+    The checkpoint is written to `model.saving` and renamed to `model` when complete, so
+    `unlearn eval` (or a resumed run) never reads a half-written one.
+    """
     out = request.out_dir / "model"
-    trainer.save_model(str(out))
-    if not is_main_process():
-        return
-    tokenizer.save_pretrained(out)
-    model = trainer.model
-    if hasattr(model, "merge_and_unload") and (recipe.save.merge_lora or
-                                               len(recipe.requests.forget) > 1):
-        # Sequential requests continue from a full model, so adapters are merged then.
-        merged = model.merge_and_unload()
-        save_plain(merged, tokenizer, request.out_dir / "model_merged", recipe, start_spec,
-                   request)
-    write_model_card(out, recipe, start_spec, request)
+    tmp = out.with_name(out.name + ".saving")
+    sync = trainer.accelerator.wait_for_everyone
+    if is_main_process():
+        shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted save
+    sync()
+    trainer.save_model(str(tmp))  # every rank: gathers ZeRO-3 shards; rank 0 writes
+    sync()
+    if is_main_process():
+        tokenizer.save_pretrained(tmp)
+        write_model_card(tmp, recipe, start_spec, request)
+        replace_dir(tmp, out)
+        model = trainer.model
+        if hasattr(model, "merge_and_unload") and (recipe.save.merge_lora or
+                                                   len(recipe.requests.forget) > 1):
+            # Sequential requests continue from a full model, so adapters are merged then.
+            merged = model.merge_and_unload()
+            save_plain(merged, tokenizer, request.out_dir / "model_merged", recipe, start_spec,
+                       request)
+    sync()  # the next request starts (on every rank) from what rank 0 has just renamed
 
 
 def save_plain(model, tokenizer, out: Path, recipe, start_spec, request):
+    """Save a plain (unwrapped) model to `out` atomically: written beside, then renamed."""
     tmp = out.with_name(out.name + ".saving")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    write_model_card(out, recipe, start_spec, request)
+    write_model_card(tmp, recipe, start_spec, request)
+    replace_dir(tmp, out)
 
 
 def write_model_card(out: Path, recipe: UnlearnRecipe, start_spec: str, request: Request):
@@ -225,7 +238,16 @@ def preflight(recipe: UnlearnRecipe, target: str) -> None:
 
 
 def run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
-    """Unlearn every request of `recipe`, then evaluate (rank 0). Returns the ledger."""
+    """Unlearn every request of `recipe`. Returns the ledger.
+
+    Rank 0 holds the lock of `output_dir` from before the ledger is read for resume to the
+    last write (another run on the same directory fails at once, naming the holder).
+    """
+    with output_lock(recipe.output_dir, what="output_dir"):
+        return _run(recipe, resume=resume, overwrite=overwrite)
+
+
+def _run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
     from lethe.outputs import prepare_output_dir
 
     method = get_method(recipe.method.name)

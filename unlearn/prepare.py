@@ -18,6 +18,8 @@ import torch
 
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_table
+from lethe.locks import output_lock
+from lethe.outputs import replace_dir
 from lethe.trainer import DivergenceGuard, LetheTrainer, training_arguments
 from unlearn.data import LMCollator, TextDataset, tokenize_texts
 from unlearn.methods.losses import nll
@@ -33,13 +35,17 @@ def ensure_world(world: WorldSection, overwrite: bool = False) -> Path:
     from unlearn.world import WorldSpec, generate_world, write_world
 
     out = Path(world.dir)
+    spec = WorldSpec(seed=world.seed, size=world.size)
     if (out / "world.json").is_file() and not overwrite:
-        check_world_matches(out, WorldSpec(seed=world.seed, size=world.size))
+        check_world_matches(out, spec)
         log.info("world exists: %s", out)
         return out
-    log.info("generating the %s world (seed %d) in %s", world.size, world.seed, out)
-    write_world(generate_world(WorldSpec(seed=world.seed, size=world.size)), out,
-                overwrite=overwrite)
+    with output_lock(out, what="world.dir"):  # two runs sharing a world generate it once
+        if (out / "world.json").is_file() and not overwrite:
+            check_world_matches(out, spec)
+            return out
+        log.info("generating the %s world (seed %d) in %s", world.size, world.seed, out)
+        write_world(generate_world(spec), out, overwrite=overwrite)
     return out
 
 
@@ -145,11 +151,30 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
     forget = read_texts(source, "raw", "forget")
     retain = [t for split in section.retain_splits for t in read_texts(source, "raw", split)]
     fingerprint = _fingerprint(forget, retain)
-    done = all((out / name / "config.json").is_file() for name in ("target", "retrain"))
-    if done and not overwrite:
-        _check_fingerprint(out, fingerprint)
-        log.info("target and retrain exist in %s (pass --overwrite to retrain)", out)
-        return {"skipped": True, "out_dir": str(out)}
+    skipped = {"skipped": True, "out_dir": str(out)}
+    if not overwrite and _already_prepared(out, fingerprint):
+        return skipped
+    with output_lock(out, what="prepare.out_dir"):  # one writer (rank 0 holds it)
+        if not overwrite and _already_prepared(out, fingerprint):
+            return skipped  # another run finished them while we looked
+        return _train_models(recipe, source, forget, retain, fingerprint)
+
+
+def _already_prepared(out: Path, fingerprint: str) -> bool:
+    if not all((out / name / "config.json").is_file() for name in ("target", "retrain")):
+        return False
+    _check_fingerprint(out, fingerprint)
+    log.info("target and retrain exist in %s (pass --overwrite to retrain)", out)
+    return True
+
+
+def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain: list[str],
+                  fingerprint: str) -> dict:
+    """Train the target (forget + retain) and retrain (retain) models into prepare.out_dir."""
+    from lethe.cli import is_main_process
+
+    section = recipe.prepare
+    out = Path(section.out_dir)
     if section.base_model:
         from lethe.loading import load_tokenizer
 
@@ -174,22 +199,36 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
         trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
                                           recipe.seed, desc=f"prepare {name}")
         final = out / name
-        tmp = out / f".{name}.saving"
-        shutil.rmtree(tmp, ignore_errors=True)
-        trainer.save_model(str(tmp))  # gathers ZeRO-3 partitions into full weights
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        shutil.rmtree(out / f".{name}", ignore_errors=True)
+        _save_model(trainer, tokenizer, final, scratch=out / f".{name}")
         summary["models"][name] = {"path": str(final), "parameters": n_params,
                                    "train_seconds": round(seconds, 1), "final_loss": loss,
                                    "train_docs": len(texts),
                                    "steps": trainer.state.global_step}
         log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
-    from eval.report import write_json
+    if is_main_process():
+        from eval.report import write_json
 
-    write_json(out / "prepare.json", summary)
+        write_json(out / "prepare.json", summary)
     return summary
+
+
+def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:
+    """Save to a temp dir renamed to `final` when complete (readers never see half a model);
+    only rank 0 touches files, the others take part in gathering ZeRO-3 shards."""
+    from lethe.cli import is_main_process
+
+    tmp = final.with_name(f".{final.name}.saving")
+    main, sync = is_main_process(), trainer.accelerator.wait_for_everyone
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sync()
+    trainer.save_model(str(tmp))  # every rank: gathers ZeRO-3 partitions into full weights
+    sync()
+    if main:
+        tokenizer.save_pretrained(tmp)
+        replace_dir(tmp, final)
+        shutil.rmtree(scratch, ignore_errors=True)
+    sync()
 
 
 def _fingerprint(forget: list[str], retain: list[str]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
@@ -134,11 +135,21 @@ def build(section: ShakespeareSection) -> dict[str, dict[str, list[dict]]]:
 
 def ensure_shakespeare(section: ShakespeareSection) -> Path:
     """Write the dataset unless `section.dir` already has one; returns the directory."""
+    from lethe.locks import output_lock
+
     out = Path(section.dir)
     if (out / "corpus.json").is_file():
         return out
+    with output_lock(out, what="shakespeare.dir"):  # two runs sharing it write it once
+        if not (out / "corpus.json").is_file():
+            _write(section, out)
+    return out
+
+
+def _write(section: ShakespeareSection, out: Path) -> None:
     data = build(section)
     tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a killed run (we hold the lock)
     for config, splits in data.items():
         for split, items in splits.items():
             path = tmp / config / f"{split}.jsonl"
@@ -155,4 +166,3 @@ def ensure_shakespeare(section: ShakespeareSection) -> Path:
         raise LetheError(f"{out} exists but holds no corpus.json; remove it or choose another "
                          f"shakespeare.dir")
     tmp.rename(out)
-    return out

@@ -63,6 +63,25 @@ def load_references(path: str, records) -> list[list[str]]:
     return out
 
 
+def read_rewrites(path: Path, name: str) -> list:
+    """The records of a `detox rewrite` output. A file that is still being appended to is read
+    up to its last whole line, so a scorer never sees a half-written record."""
+    from detox import io
+
+    end, torn = io.complete_prefix(path)
+    if torn:
+        click.echo(f"detox eval: ignoring the incomplete last line of {name} ({torn} bytes; "
+                   f"is detox rewrite still writing it?)", err=True)
+    need = {"required": ("id", "text", "rewrite"), "string_fields": ("rewrite",), "limit": end}
+    found = io.scan(path, **need)
+    if found.bad:
+        raise LetheError(f"{found.message(name)}; fix them (or rerun detox rewrite)")
+    rows = list(io.records(path, **need))
+    if not rows:
+        raise LetheError(f"{name} has no rewrites to score")
+    return rows
+
+
 @click.command("eval")
 @click.argument("output_file", metavar="OUT.jsonl")
 @click.option("--references", default=None, metavar="FILE",
@@ -90,6 +109,7 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     from eval.detox import joint
     from eval.detox.scorers import Scorers
     from eval.report import library_versions, markdown_table, write_json, atomic_write_text
+    from lethe.locks import lock_output
     from lethe.recipe import to_dict
 
     if list_metrics:
@@ -100,12 +120,9 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     path = Path(output_file)
     if not path.is_file():
         raise LetheError(f"file not found: {output_file} (the output of detox rewrite)")
-    found = io.scan(path, required=("id", "text", "rewrite"), string_fields=("rewrite",))
-    if found.bad:
-        raise LetheError(f"{found.message(output_file)}; fix them (or rerun detox rewrite)")
-    rows = list(io.records(path, required=("id", "text", "rewrite"), string_fields=("rewrite",)))
-    if not rows:
-        raise LetheError(f"{output_file} has no rewrites to score")
+    out_dir = Path(report_dir) if report_dir else path.with_name(path.stem + ".eval")
+    lock_output(out_dir, "report directory")
+    rows = read_rewrites(path, output_file)
     if references:
         refs = load_references(references, rows)
     elif any(refs_of_row(r.extra) for r in rows):
@@ -127,7 +144,6 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     summary, per_ex = joint.evaluate(comps, names)
     elapsed = time.perf_counter() - start
 
-    out_dir = Path(report_dir) if report_dir else path.with_name(path.stem + ".eval")
     results = {"file": str(path), "n": len(rows), "references": references or (
         "per-line 'references' field" if refs is not None else None), "metrics": summary,
         "scorers": to_dict(recipe.scorers), "elapsed_s": round(elapsed, 2),

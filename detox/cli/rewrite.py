@@ -108,6 +108,7 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
     skipped (a line torn by a kill is dropped first). '-' reads standard input.
     """
     from detox import io
+    from lethe.locks import lock_output
     from lethe.recipe import dump_yaml
 
     recipe = load_rewrite_recipe(recipe_path, overrides)
@@ -117,6 +118,8 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
         raise LetheError(f"-o {output} is the input file; choose another output path")
     if to_stdout and overwrite:
         raise LetheError("--overwrite needs an output file (-o OUT.jsonl)")
+    if not to_stdout and not dry_run:  # one writer per output, held until the last line
+        lock_output(output, "output")
     with io.input_path(input_file) as path:
         source = "<stdin>" if input_file == "-" else input_file
         found = io.scan(path)

@@ -39,11 +39,13 @@ def train(recipe, overrides, dry_run, resume):
     from detox.rl import dry_run as resolve
     from detox.rl import run
     from detox.train_recipe import load_train_recipe
+    from lethe.locks import lock_output
 
     r = load_train_recipe(recipe, overrides)
     if dry_run:
         click.echo(resolve(r), nl=False)
         return
+    lock_output(r.output_dir, "output_dir")  # one writer per run directory (rank 0 holds it)
     res = run(r, resume=resume or False)
     if "rows" in res:  # a sweep
         click.echo(f"sweep of {len(res['rows'])} rows: {r.output_dir}/results.md")

@@ -38,7 +38,9 @@ def train_classifier(recipe, overrides, dry_run, resume):
         click.echo(dump_yaml(r), nl=False)
         return
     from detox.classifier import train_classifier as run
+    from lethe.locks import lock_output
 
+    lock_output(r.output_dir, "output_dir")  # one writer per run directory (rank 0 holds it)
     res = run(r, resume=resume or False)
     if "test" in res:
         t = res["test"]

@@ -156,6 +156,7 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
     from eval.attacks.logit_lens import lens_layout, num_layers, resolve_layers
     from eval.report import atomic_write_text, library_versions, write_json
     from lethe.loading import load_model, load_tokenizer, model_identity
+    from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
     from lethe.recipe import nearest
 
@@ -167,6 +168,8 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
                              f"{', '.join(sorted(ATTACKS))}")
     if not names:
         raise LetheError("--attacks is empty; name at least one attack")
+    out = Path(out_dir) if out_dir else Path("runs") / "attack" / _label(model)
+    lock_output(out, "--out directory")  # one writer per report directory
     layer_list = _int_list(layers, "--layers")
     facts = load_facts(data, split, limit)
     try:
@@ -182,7 +185,6 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
         if base_tok.get_vocab() != tok.get_vocab():
             raise LetheError(f"--base {base} has a different tokenizer from {model}; the "
                              f"rewrite score compares the same tokens under both models")
-    out = Path(out_dir) if out_dir else Path("runs") / "attack" / _label(model)
     out = prepare_output_dir(out, overwrite=overwrite)
 
     dev = _device(device)

@@ -113,6 +113,7 @@ def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, m
     from eval.muse import SuiteSettings, evaluate_models, load_suite_data, resolve_metrics
     from eval.muse.privleak import resolve_retrain_auc
     from eval.muse.protocols import protocol_steps
+    from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
 
     try:  # datasets' progress bars would turn one-line errors into several lines
@@ -123,6 +124,8 @@ def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, m
         pass
 
     names = _labels(models, labels)
+    out = Path(out_dir) if out_dir else Path("runs") / "eval" / "_".join(names)[:80]
+    lock_output(out, "--out directory")  # one writer per report directory
     if retrain and retrain_auc is not None:
         raise LetheError("give either --retrain MODEL or --retrain-auc, not both")
     settings = SuiteSettings(batch_size=batch_size, seed=seed, min_k=min_k, limit=limit,
@@ -144,7 +147,6 @@ def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, m
                             revision=revision) if retrain else None)
     target_entry = (_entry(target, "target", "target", dtype=dtype, device=dev,
                            revision=revision) if target else None)
-    out = Path(out_dir) if out_dir else Path("runs") / "eval" / "_".join(names)[:80]
     out = prepare_output_dir(out, overwrite=overwrite)
 
     results = evaluate_models(entries, data, chosen, retrain=retrain_entry, target=target_entry,

@@ -27,6 +27,9 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
         return
+    from lethe.locks import lock_output
+
+    lock_output(rec.output_dir, "output_dir")  # rank 0 holds it until the report is written
     from eval.muse.report import render_markdown
     from lethe.outputs import prepare_output_dir
     from unlearn import pipeline

@@ -39,6 +39,9 @@ Example: unlearn world runs/world --size demo --seed 0
 @click.option("--overwrite", is_flag=True,
               help="Replace OUT_DIR if it exists and is not empty (the swap is atomic).")
 def world(out_dir, seed, size, overwrite):
+    from lethe.locks import lock_output
+
+    lock_output(out_dir, "world directory")  # one writer per output
     w = generate_world(WorldSpec(seed=seed, size=size))
     out = write_world(w, out_dir, overwrite=overwrite)
     counts, chars = w.metadata["counts"]["raw"], w.metadata["chars"]["raw"]
