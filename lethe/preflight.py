@@ -39,7 +39,9 @@ class PreflightError(LetheError):
 
 
 def _at(where: str, message: str) -> str:
-    return message if not where or message.startswith(where) else f"{where}: {message}"
+    if not where or message.startswith((f"{where}:", f"{where} ")):
+        return message
+    return f"{where}: {message}"
 
 
 class Preflight:
@@ -50,6 +52,7 @@ class Preflight:
         self.problems: list[str] = []
         self.checked: list[str] = []
         self.cache: dict = {}  # results of checks already run (two metrics read one table)
+        self._causes: set[str] = set()  # messages reported: one cause, one line
         self._start = time.perf_counter()
 
     def ok(self, line: str) -> None:
@@ -66,10 +69,13 @@ class Preflight:
         try:
             return fn(*args, **kwargs)
         except PreflightError as err:
-            for line in err.problems:
-                self.problem(_at(where, line))
+            causes = err.problems
         except LetheError as err:
-            self.problem(_at(where, str(err)))
+            causes = [str(err)]
+        for cause in causes:
+            if cause not in self._causes:  # e.g. an offline hub dataset read by four metrics
+                self._causes.add(cause)
+                self.problem(_at(where, cause))
         return None
 
     @property
@@ -78,9 +84,9 @@ class Preflight:
 
     def finish(self) -> "Preflight":
         """Raise `PreflightError` if anything was found; otherwise return self."""
-        if self.problems:
-            log.info("%s preflight: %d problem(s) in %.1f s", self.command, len(self.problems),
-                     self.seconds)
+        if self.problems:  # debug: stderr carries exactly one line per problem
+            log.debug("%s preflight: %d problem(s) in %.1f s", self.command,
+                      len(self.problems), self.seconds)
             raise PreflightError(self.problems)
         log.info("%s preflight: ok, %d checks in %.1f s", self.command, len(self.checked),
                  self.seconds)
@@ -576,8 +582,12 @@ def check_training_args(pf: Preflight, train: dict, output_dir, *, where: str = 
         return training_arguments(t, out)
 
     def built():
+        import warnings
+
         try:
-            return (build or default)(rest, output_dir)
+            with warnings.catch_warnings():  # the run itself warns about these, once
+                warnings.filterwarnings("ignore", message=".*deprecated", category=FutureWarning)
+                return (build or default)(rest, output_dir)
         except LetheError as err:
             text = str(err)
             raise LetheError(text[len("train: "):] if text.startswith("train: ") else text) \

@@ -9,7 +9,9 @@ from unlearn.cli.common import overrides_option, recipe_argument
 @click.command()
 @recipe_argument
 @overrides_option
-@click.option("--dry-run", is_flag=True, help="Print the resolved recipe and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved recipe, run the preflight (every input and output "
+                   "checked, nothing trained or written) and print what it checked.")
 @click.option("--resume", is_flag=True,
               help="Continue a killed run: skip finished requests, resume from checkpoints.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
@@ -17,15 +19,23 @@ from unlearn.cli.common import overrides_option, recipe_argument
 def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     """Unlearn with RECIPE's method and write the checkpoint and the six-way report.
 
+    Before anything is generated, trained or written, a preflight checks what every stage
+    will read (data splits and fields, models and tokenizers, the PrivLeak reference,
+    DeepSpeed config, output_dir, free disk) and reports every problem at once (exit 2).
+
     Multi-GPU: `accelerate launch -m unlearn run RECIPE` (or torchrun / deepspeed) with
     `train.deepspeed: recipes/deepspeed/zero3.json`; evaluation runs on rank 0.
     """
     from lethe.recipe import dump_yaml
+    from unlearn.preflight import preflight_run
     from unlearn.recipe import load_unlearn_recipe
 
     rec = load_unlearn_recipe(recipe, overrides)
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
+    checked = preflight_run(rec, resume=resume, overwrite=overwrite, evaluate=not no_eval)
+    if dry_run:
+        click.echo(checked.report(), nl=False)
         return
     from eval.muse.report import render_markdown
     from lethe.outputs import prepare_output_dir
