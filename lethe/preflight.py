@@ -140,14 +140,14 @@ def _label(source: str, config: str | None, split: str | None) -> str:
 def _disk_rows(source, config, split, text, columns, revision, fix) -> int:
     from lethe.loading import load_table
 
+    label = _label(source, config, split)
     try:
         ds = load_table(source, config=config, split=split, columns=(*text, *columns),
                         revision=revision, allow_empty=True)
     except LetheError as err:
         if str(err).endswith("is empty"):  # an empty file, caught before `datasets` reads it
-            raise LetheError(f"{err}{fix}") from None
+            raise LetheError(f"{label} is empty{fix}") from None
         raise
-    label = _label(source, config, split)
     if len(ds) == 0:
         raise LetheError(f"{label} is empty{fix}")
     for col in text:
