@@ -66,12 +66,18 @@ class Preflight:
     def run(self, where: str, fn: Callable, *args, **kwargs):
         """`fn(*args, **kwargs)`; a `LetheError` becomes a problem (prefixed by `where`) and
         the result None, so the next check still runs."""
+        # Checks reuse loaders that log at INFO ("demonstration pool: 50 demonstrations");
+        # here that is noise: what was checked is in `checked`, what failed one line each.
+        previous = logging.root.manager.disable
+        logging.disable(max(previous, logging.INFO))
         try:
             return fn(*args, **kwargs)
         except PreflightError as err:
             causes = err.problems
         except LetheError as err:
             causes = [str(err)]
+        finally:
+            logging.disable(previous)
         for cause in causes:
             if cause not in self._causes:  # e.g. an offline hub dataset read by four metrics
                 self._causes.add(cause)
@@ -519,6 +525,18 @@ def check_output_file(pf: Preflight, path, *, where: str) -> bool:
         return False
     pf.ok(f"{where} {p}: writable")
     return True
+
+
+def check_device(pf: Preflight, name: str, where: str = "--device") -> None:
+    """`name` is `auto` or a device torch can parse (cpu, cuda, cuda:1, mps)."""
+    if name == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(name)
+    except RuntimeError:
+        pf.problem(f"{where} '{name}' is not a torch device (use auto, cpu, cuda, cuda:1, mps)")
 
 
 SHIPPED_DEEPSPEED = "recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json"

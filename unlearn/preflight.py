@@ -23,9 +23,9 @@ from typing import Callable
 
 from lethe.cli import is_main_process
 from lethe.errors import LetheError
-from lethe.preflight import (Preflight, check_disk, check_model, check_output_dir,
-                             check_table, check_training_args, lora_trainable, model_bytes,
-                             skeleton, training_bytes)
+from lethe.preflight import (Preflight, check_device, check_disk, check_model,
+                             check_output_dir, check_table, check_training_args, lora_trainable,
+                             model_bytes, skeleton, training_bytes)
 from unlearn.recipe import UnlearnRecipe
 
 
@@ -305,17 +305,6 @@ def preflight_run(recipe: UnlearnRecipe, *, resume: bool = False, overwrite: boo
 
 # ---------------------------------------------------------------------------------------------
 # unlearn eval / unlearn attack
-
-
-def check_device(pf: Preflight, name: str, where: str = "--device") -> None:
-    import torch
-
-    if name == "auto":
-        return
-    try:
-        torch.device(name)
-    except RuntimeError:
-        pf.problem(f"{where} '{name}' is not a torch device (use auto, cpu, cuda, cuda:1, mps)")
 
 
 @dataclass(frozen=True)
