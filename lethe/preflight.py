@@ -66,10 +66,11 @@ class Preflight:
     def run(self, where: str, fn: Callable, *args, **kwargs):
         """`fn(*args, **kwargs)`; a `LetheError` becomes a problem (prefixed by `where`) and
         the result None, so the next check still runs."""
-        # Checks reuse loaders that log at INFO ("demonstration pool: 50 demonstrations");
-        # here that is noise: what was checked is in `checked`, what failed one line each.
+        # Checks reuse loaders that log ("demonstration pool: 50 demonstrations", "privleak
+        # skipped"); the run logs the same when it does the work. Here it would be noise:
+        # what was checked is in `checked`, what failed one line each.
         previous = logging.root.manager.disable
-        logging.disable(max(previous, logging.INFO))
+        logging.disable(max(previous, logging.WARNING))
         try:
             return fn(*args, **kwargs)
         except PreflightError as err:

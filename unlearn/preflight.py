@@ -224,13 +224,17 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
     from eval.muse.registry import METRICS, SuiteSettings
     from eval.muse.suite import resolve_metrics
 
-    names = pf.run("eval.metrics", resolve_metrics, list(recipe.eval.metrics),
-                   have_reference=True)
+    retrain = recipe.retrain_spec()
+    has_reference = retrain is not None or recipe.model.retrain_auc is not None
+    # names asked for explicitly are checked here, with a recipe's wording for privleak; an
+    # empty list means MUSE's defaults, privleak only with a reference (as the suite does)
+    asked = list(recipe.eval.metrics)
+    names = pf.run("eval.metrics", resolve_metrics, asked,
+                   have_reference=has_reference or bool(asked))
     if not names:
         return
-    retrain = recipe.retrain_spec()
     needing = [n for n in names if METRICS[n].needs_reference]
-    if needing and retrain is None and recipe.model.retrain_auc is None:
+    if needing and not has_reference:
         pf.problem(f"eval.metrics: {needing[0]} needs a retrain reference: set model.retrain "
                    f"(a retrain checkpoint) or model.retrain_auc (a number in (0, 1], muse-news "
                    f"or muse-books), or remove {needing[0]} from eval.metrics")
