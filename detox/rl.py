@@ -114,11 +114,13 @@ def rl_config(algorithm: str, train: dict, output_dir, seed: int = 0, **override
     kwargs = {**TRAIN_DEFAULTS, **cpu, "beta": PAPER_KL_BETA, "seed": seed, **dict(train),
               "output_dir": str(output_dir), **overrides}
     if kwargs.get("deepspeed"):
+        from lethe.preflight import deepspeed_config
+
+        try:
+            deepspeed_config(kwargs["deepspeed"])
+        except LetheError as err:
+            raise LetheError(f"train.deepspeed: {err}") from None
         ensure_distributed_env()
-        ds = Path(str(kwargs["deepspeed"]))
-        if isinstance(kwargs["deepspeed"], str) and not ds.is_file():
-            raise LetheError(f"train.deepspeed: config file not found: {ds} (shipped configs: "
-                             f"recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json)")
     try:
         with warnings.catch_warnings():
             # TRL's configs still set the old `gradient_checkpointing` name (TOOLCHAIN.md)
@@ -645,31 +647,19 @@ def run(recipe: DetoxTrainRecipe, *, resume=False) -> dict:
     return ALGORITHMS[recipe.algorithm](recipe, resume=resume)
 
 
-GPU_ONLY_KEYS = ("bf16", "fp16", "tf32", "deepspeed")  # refused or started by TrainingArguments
-# on a machine without an accelerator; --dry-run checks them without instantiating them
-
-
 def _dry_config(algorithm: str, train: dict, output_dir, seed: int):
-    """The trainer config a recipe produces, built without starting anything: on a machine
-    without CUDA the GPU-only keys are checked (DeepSpeed file exists and is JSON, booleans)
-    and left out of the instance."""
-    import torch
+    """The trainer config a recipe produces, built without starting anything: the keys a
+    preflight must not instantiate here (DeepSpeed; bf16/fp16/tf32 without CUDA) are checked
+    (the DeepSpeed file exists, is JSON, has a ZeRO stage 0-3; booleans) and left out."""
+    from lethe.preflight import GPU_ONLY_KEYS, deepspeed_config, held_keys
 
-    train = dict(train)
-    held = {}
-    if not torch.cuda.is_available():
-        held = {k: train.pop(k) for k in GPU_ONLY_KEYS if k in train}
-    ds = held.get("deepspeed")
-    if isinstance(ds, str):
-        path = Path(ds)
-        if not path.is_file():
-            raise LetheError(f"train.deepspeed: config file not found: {ds} (shipped configs: "
-                             f"recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json)")
+    train, held = held_keys(train)
+    if held.get("deepspeed"):
         try:
-            json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise LetheError(f"train.deepspeed: {ds} is not valid JSON: {err}") from None
-    for k in ("bf16", "fp16", "tf32"):
+            deepspeed_config(held["deepspeed"])
+        except LetheError as err:
+            raise LetheError(f"train.deepspeed: {err}") from None
+    for k in GPU_ONLY_KEYS:
         if k in held and held[k] is not None and not isinstance(held[k], bool):
             raise LetheError(f"train.{k}: expected true or false, got {held[k]!r}")
     if algorithm in ("grpo", "rloo"):
@@ -697,7 +687,7 @@ def dry_run(recipe: DetoxTrainRecipe) -> str:
     resolved.update({f: getattr(cfg, f) for f in fields if hasattr(cfg, f)})
     resolved.update(held)
     if held:
-        resolved["not_instantiated_here"] = sorted(held)  # no CUDA on this machine
+        resolved["not_instantiated_here"] = sorted(held)  # DeepSpeed; bf16 etc. without CUDA
     if recipe.algorithm in ("grpo", "rloo"):
         if recipe.sweep.weightings:
             resolved["runs"] = {

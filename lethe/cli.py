@@ -2,7 +2,8 @@
 
 Commands live one per module and are imported only when invoked (`LazyGroup`), so
 `unlearn --help` stays fast and a broken optional dependency of one command cannot break the
-others. `run_cli` turns every `LetheError` into one line on stderr and exit code 2.
+others. `run_cli` turns every `LetheError` into one line on stderr (one per problem for a
+`lethe.preflight.PreflightError`) and exit code 2.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def run_cli(group: click.Group, prog_name: str) -> None:
     try:
         group.main(args=sys.argv[1:], prog_name=prog_name, standalone_mode=False)
     except LetheError as err:
-        click.echo(f"{prog_name}: error: {err}", err=True)
+        # One line per problem: a preflight reports every problem it found at once.
+        for line in str(err).splitlines() or [""]:
+            click.echo(f"{prog_name}: error: {line}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

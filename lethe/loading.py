@@ -103,12 +103,21 @@ def resolve_model(spec: str) -> ModelSource:
     return ModelSource("hub", spec)
 
 
-def _hub_error(what: str, spec: str, err: Exception) -> LetheError:
+def hub_error(what: str, spec: str, err: Exception) -> LetheError:
     if offline():
         return LetheError(f"{what} '{spec}' is not available offline (HF_HUB_OFFLINE=1 and not in "
                           f"the Hugging Face cache); pass a local path")
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return LetheError(f"could not load {what} '{spec}': {first}")
+
+
+def gguf_cache_path(gguf_path: str | Path) -> Path:
+    """Where `gguf_as_checkpoint` keeps the conversion of `gguf_path` (keyed by the file's
+    path, size and mtime, so an edited file is converted again)."""
+    path = Path(gguf_path)
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir() / "gguf" / f"{path.stem}-{key[:12]}"
 
 
 def gguf_as_checkpoint(gguf_path: str) -> str:
@@ -119,9 +128,7 @@ def gguf_as_checkpoint(gguf_path: str) -> str:
     LETHE_CACHE keyed by the file's path, size and mtime.
     """
     path = Path(gguf_path)
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    out = cache_dir() / "gguf" / f"{path.stem}-{key[:12]}"
+    out = gguf_cache_path(path)
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return str(out)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -174,7 +181,7 @@ def load_tokenizer(spec: str, *, revision: str | None = None, trust_remote_code:
                                             trust_remote_code=trust_remote_code)
     except OSError as err:
         if src.kind == "hub":
-            raise _hub_error("tokenizer", spec, err) from None
+            raise hub_error("tokenizer", spec, err) from None
         raise LetheError(f"could not load the tokenizer in {path}: {str(err).splitlines()[0]}") \
             from None
     if tok.pad_token is None:
@@ -224,7 +231,7 @@ def load_model(spec: str, *, dtype: str | None = "auto", revision: str | None = 
                                      trust_remote_code=trust_remote_code)
     except OSError as err:
         if src.kind == "hub":
-            raise _hub_error("model", spec, err) from None
+            raise hub_error("model", spec, err) from None
         raise LetheError(f"could not load the model in {path}: {str(err).splitlines()[0]}") \
             from None
     except ValueError as err:

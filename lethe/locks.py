@@ -96,8 +96,16 @@ def _open_locked(lock: Path, output: Path, what: str) -> _Held | None:
         except FileNotFoundError:
             continue  # a finishing holder removed the empty parent it had made: make it again
         except OSError as err:
-            raise LetheError(f"cannot create the lock file {lock} for {what} {output} "
-                             f"({err.strerror}); choose a writable location") from None
+            # Nothing can be written where the lock cannot be (a parent is a file, a read-only
+            # place): the command's preflight reports the output with every other problem.
+            # The one place a lock fails and the output does not, a writable directory in an
+            # unwritable parent, runs unguarded, with this warning.
+            for parent in made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(parent)
+            log.warning("cannot create the lock file %s (%s); writing %s without a lock", lock,
+                        err.strerror, output)
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -9,6 +9,39 @@ from pathlib import Path
 from lethe.errors import LetheError
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """`path` itself if it exists, else its closest existing ancestor (what mkdir would need
+    to write into)."""
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def writable_problem(path: str | Path, what: str) -> str | None:
+    """Why `path` (a directory to create or fill) could not be written, or None."""
+    path = Path(path)
+    base = nearest_existing(path)
+    if not base.is_dir():
+        return f"{what} {path} cannot be created: {base} is a file; choose another path"
+    if not os.access(base, os.W_OK | os.X_OK):
+        return f"{what} {path} is not writable (no write permission on {base}); choose " \
+               f"another path or fix the permissions"
+    return None
+
+
+def output_dir_problem(path: str | Path, *, overwrite: bool = False, resume: bool = False,
+                       what: str = "output directory") -> str | None:
+    """The one-line reason `prepare_output_dir` would refuse `path`, or None (creates nothing)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{what} {path} exists and is a file; choose another path"
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        return (f"{what} {path} exists and is not empty; pass --overwrite to replace "
+                f"its results or choose another path")
+    return writable_problem(path, what)
+
+
 def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False,
                        what: str = "output directory") -> Path:
     """Create `path`, refusing an existing non-empty directory unless `overwrite` or `resume`.
@@ -17,12 +50,10 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool = False, resume: boo
     rewritten (each atomically), so a crash midway still leaves readable results; `resume`
     means the caller will continue from what is there.
     """
+    problem = output_dir_problem(path, overwrite=overwrite, resume=resume, what=what)
+    if problem:
+        raise LetheError(problem)
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LetheError(f"{what} {path} exists and is a file; choose another path")
-    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
-        raise LetheError(f"{what} {path} exists and is not empty; pass --overwrite to replace "
-                         f"its results or choose another path")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

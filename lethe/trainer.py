@@ -57,11 +57,13 @@ def training_arguments(train: dict, output_dir: str | Path, **overrides) -> Trai
     kwargs = {**TRAIN_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
               **dict(train), "output_dir": str(output_dir), **overrides}
     if kwargs.get("deepspeed"):
+        from lethe.preflight import deepspeed_config
+
+        try:
+            deepspeed_config(kwargs["deepspeed"])
+        except LetheError as err:
+            raise LetheError(f"train.deepspeed: {err}") from None
         ensure_distributed_env()
-        ds = Path(kwargs["deepspeed"])
-        if isinstance(kwargs["deepspeed"], str) and not ds.is_file():
-            raise LetheError(f"train.deepspeed: config file not found: {ds} (shipped configs: "
-                             f"recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json)")
     try:
         return TrainingArguments(**kwargs)
     except (ValueError, TypeError) as err:

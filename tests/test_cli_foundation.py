@@ -70,18 +70,20 @@ def test_dry_run_prints_resolved_recipe_with_overrides(capsys, monkeypatch):
 def test_missing_split_field_and_model(tmp_path, world, capsys, monkeypatch):
     base = f"method: ga\nmodel: {{target: {world}/nomodel}}\ndata: {{source: {world}}}\n" \
            f"output_dir: {tmp_path}/out\n"
-    code, _, err = run_cli(main, ["run", recipe(tmp_path, base)], capsys, monkeypatch)
-    one_error_line(code, err, "model path does not exist")
-    target = tmp_path / "model"
-    (target).mkdir()
-    (target / "config.json").write_text("{}")
-    good = base.replace(f"{world}/nomodel", str(target))
-    code, _, err = run_cli(main, ["run", recipe(tmp_path, good), "--set", "data.forget.split=gone"],
-                           capsys, monkeypatch)
-    one_error_line(code, err, "no split 'gone'", "splits:")
-    code, _, err = run_cli(main, ["run", recipe(tmp_path, good), "--set",
-                                  "data.retain.field=body"], capsys, monkeypatch)
-    one_error_line(code, err, "lacks field(s) body")
+    code, _, err = run_cli(main, ["run", recipe(tmp_path, base), "--no-eval"], capsys,
+                           monkeypatch)
+    one_error_line(code, err, "model.target: model path does not exist")
+    # every problem the preflight finds comes at once, one line each, before anything runs
+    code, _, err = run_cli(main, ["run", recipe(tmp_path, base), "--set", "data.forget.split=gone",
+                                  "--set", "data.retain.field=body"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert all(line.startswith("unlearn: error: ") for line in lines), err
+    assert len(lines) == 4, err
+    assert "model path does not exist" in lines[0]
+    assert "no split 'gone'" in lines[1] and "splits:" in lines[1]
+    assert "lacks field(s) body" in lines[2]
+    assert "privleak needs a retrain reference" in lines[3] and "model.retrain" in lines[3]
     assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
 
 

@@ -103,9 +103,16 @@ def test_variant_with_unknown_key_fails_before_running(tiny_prepared, tmp_path, 
 
 @pytest.mark.parametrize("recipe", ["recipes/harry_potter.yaml", "recipes/muse_news_sust.yaml"])
 def test_gpu_recipes_resolve_offline(recipe, capsys, monkeypatch):
+    """Offline, a GPU recipe still resolves (the dry run prints it) and its preflight names
+    exactly what it cannot reach: the hub target and the hub dataset, one line each."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out, err = run_cli(main, ["run", recipe, "--dry-run"], capsys, monkeypatch)
-    assert code == 0, err
     assert "deepspeed: recipes/deepspeed/zero3.json" in out and "bf16: true" in out
+    assert code == 2 and "preflight: ok" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all("is not available offline" in line for line in lines), err
+    assert "model.target: model 'muse-bench/" in lines[0]
+    assert "data: dataset 'muse-bench/" in lines[1]
 
 
 def test_rome_method_edits_only_the_chosen_down_projection(tiny_prepared, tmp_path, capsys,

@@ -227,14 +227,17 @@ def load_ledger(root: Path) -> dict:
 
 
 def preflight(recipe: UnlearnRecipe, target: str) -> None:
-    """Check the model and every split exist before anything is written or trained."""
+    """Check the model and every split exist before anything is written or trained. (The
+    `unlearn run` command has already run the whole `unlearn.preflight.preflight_run`; this
+    guards callers of `run` from Python, with the same checks of the data.)"""
     from lethe.loading import resolve_model
+    from lethe.preflight import Preflight
+    from unlearn.preflight import check_unlearning_data
 
-    resolve_model(target)
-    for ref in (recipe.requests.forget or (recipe.data.forget,)) + (
-            (recipe.data.retain,) if recipe.data.retain else ()):
-        load_table(recipe.data.source, config=ref.config, split=ref.split, columns=(ref.field,),
-                   revision=recipe.data.revision)
+    pf = Preflight("unlearn run")
+    pf.run("model.target", resolve_model, target)
+    check_unlearning_data(pf, recipe, None)
+    pf.finish()
 
 
 def run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:

@@ -133,6 +133,21 @@ def build(section: ShakespeareSection) -> dict[str, dict[str, list[dict]]]:
     }
 
 
+def setting_for(section: ShakespeareSection, config: str, split: str) -> str:
+    """How to fill a split `build` left empty: the setting that bounds its rows, and its value
+    (knowmem/forget_qa needs more than the 10 who-says questions forget_qa_icl takes first)."""
+    if "retain" in split:
+        name = "max_retain_chunks"
+    elif split == "holdout":
+        name = "holdout_plays"
+    else:
+        name = "max_forget_chunks"
+    value = getattr(section, name)
+    if isinstance(value, tuple):
+        return f"add plays to shakespeare.{name} (now {', '.join(value) or 'none'})"
+    return f"raise shakespeare.{name} (now {value})"
+
+
 def ensure_shakespeare(section: ShakespeareSection) -> Path:
     """Write the dataset unless `section.dir` already has one; returns the directory."""
     from lethe.locks import output_lock

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from lethe.errors import LetheError
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,8 @@ def output_record(rec, result, with_scores: bool) -> dict:
               help="Bad input lines: fail before generating anything, or skip them.")
 @click.option("--scores", is_flag=True, help="Add per-line STA/SIM/FL scores of each rewrite.")
 @click.option("--dry-run", is_flag=True,
-              help="Validate the input and recipe, print the recipe and plan; generate nothing.")
+              help="Run the preflight (input lines, output, model/adapter/pool/embedder, "
+                   "scorers), print the recipe, the plan and what was checked; generate nothing.")
 def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, scores, dry_run):
     """Rewrite each line's `text` politely; writes id, text, rewrite (+ scores) per line.
 
@@ -108,39 +108,34 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
     skipped (a line torn by a kill is dropped first). '-' reads standard input.
     """
     from detox import io
+    from detox.preflight import check_rewrite, check_rewrite_input
     from lethe.locks import lock_output
+    from lethe.preflight import Preflight
     from lethe.recipe import dump_yaml
 
     recipe = load_rewrite_recipe(recipe_path, overrides)
     with_scores = scores or recipe.scores
-    to_stdout = output == "-"
-    if not to_stdout and input_file != "-" and Path(output).resolve() == Path(input_file).resolve():
-        raise LetheError(f"-o {output} is the input file; choose another output path")
-    if to_stdout and overwrite:
-        raise LetheError("--overwrite needs an output file (-o OUT.jsonl)")
-    if not to_stdout and not dry_run:  # one writer per output, held until the last line
-        lock_output(output, "output")
+    if output != "-" and not dry_run:  # one writer per output, held until the last line;
+        lock_output(output, "output")  # taken before anything reads the output for resume
+    pf = Preflight("detox rewrite")  # every problem below is reported together, exit 2
+    if not check_rewrite(pf, recipe, input_file=input_file, output=output, overwrite=overwrite,
+                         with_scores=with_scores):
+        pf.finish()
     with io.input_path(input_file) as path:
         source = "<stdin>" if input_file == "-" else input_file
-        found = io.scan(path)
+        found, done = check_rewrite_input(pf, path, source, output, overwrite=overwrite,
+                                          on_error=on_error)
+        pf.finish()
         if found.bad:
-            if on_error == "fail":
-                raise LetheError(f"{found.message(source)}; nothing was generated. Fix them or "
-                                 f"pass --on-error skip")
             click.echo(f"detox rewrite: skipping {found.message(source)}", err=True)
-        done: set[str] = set()
-        out_path = None if to_stdout else Path(output)
-        if out_path is not None and out_path.exists() and out_path.stat().st_size and not overwrite:
-            recovered = io.recover_output(out_path, dry=dry_run)
-            foreign = [k for k in recovered.keys if k not in found.keys]
-            if foreign:
-                raise LetheError(f"output {output} holds id {foreign[0]} which is not in "
-                                 f"{source} ({len(foreign)} such ids): it belongs to another "
-                                 f"input; pass --overwrite or choose another -o")
-            done = set(recovered.keys)
+        to_stdout = output == "-"
+        if not (to_stdout or overwrite or dry_run) and Path(output).is_file() \
+                and Path(output).stat().st_size:
+            io.recover_output(Path(output))  # drop a torn last line an interrupted run left
         todo = found.valid - len(done)
         if dry_run:
             click.echo(dump_yaml(recipe), nl=False)
+            click.echo(pf.report(), nl=False)
             click.echo(f"# {found.valid} valid line(s), {len(found.bad)} bad, {len(done)} "
                        f"already in {output}, {todo} to rewrite", err=True)
             return

@@ -17,6 +17,8 @@ response tokens only; its adapter can warm-start RL (model.name: <its output_dir
 The train: section goes to GRPOConfig / RLOOConfig (sft: TrainingArguments) unchanged, so
 DeepSpeed (train.deepspeed), bf16, gradient accumulation etc. work as in any HF trainer.
 A sweep: section trains one policy per weighting and writes a trade-off table and plot.
+Before any model is loaded a preflight checks everything the run will read and write and
+reports every problem at once (exit 2); a non-empty output_dir needs --resume or --overwrite.
 
 Writes OUTPUT_DIR/model (a LoRA adapter that `detox rewrite` and lethe.loading load as a
 model), metrics.jsonl (reward and parts per step), results.json/.md, reward_curve.png.
@@ -31,11 +33,14 @@ Examples:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --set train.max_steps=5 (repeatable).")
 @click.option("--dry-run", is_flag=True,
-              help="Resolve the recipe and the trainer config (checking every key), print "
-                   "them, and stop before loading any model.")
+              help="Resolve the recipe and the trainer config, run the preflight (policy, data, "
+                   "reward models, DeepSpeed, output_dir, disk), print all three, and stop "
+                   "before loading any model.")
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[CKPT]",
               help="Resume from the newest checkpoint in output_dir (or the one given).")
-def train(recipe, overrides, dry_run, resume):
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
+def train(recipe, overrides, dry_run, resume, overwrite):
+    from detox.preflight import preflight_train
     from detox.rl import dry_run as resolve
     from detox.rl import run
     from detox.train_recipe import load_train_recipe
@@ -44,8 +49,12 @@ def train(recipe, overrides, dry_run, resume):
     r = load_train_recipe(recipe, overrides)
     if dry_run:
         click.echo(resolve(r), nl=False)
+    else:  # one writer per run directory (rank 0 holds it), before the preflight reads it
+        lock_output(r.output_dir, "output_dir")
+    checked = preflight_train(r, resume=resume, overwrite=overwrite)
+    if dry_run:
+        click.echo(checked.report(), nl=False)
         return
-    lock_output(r.output_dir, "output_dir")  # one writer per run directory (rank 0 holds it)
     res = run(r, resume=resume or False)
     if "rows" in res:  # a sweep
         click.echo(f"sweep of {len(res['rows'])} rows: {r.output_dir}/results.md")

@@ -24,23 +24,27 @@ fold0.0 column). Example:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --set train.learning_rate=5e-5 (repeatable).")
 @click.option("--dry-run", is_flag=True,
-              help="Resolve and print the recipe (checking every key), then stop.")
+              help="Print the recipe, run the preflight (model, labelled data, trainer config, "
+                   "output_dir, disk), print what it checked, then stop.")
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[CKPT]",
               help="Resume from the newest checkpoint in output_dir (or the one given).")
-def train_classifier(recipe, overrides, dry_run, resume):
-    from lethe.trainer import training_arguments
-
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
+def train_classifier(recipe, overrides, dry_run, resume, overwrite):
+    from detox.preflight import preflight_classifier
     from detox.train_recipe import load_classifier_recipe
 
     r = load_classifier_recipe(recipe, overrides)
     if dry_run:
-        training_arguments(r.train, r.output_dir)  # the train: values must also be valid
         click.echo(dump_yaml(r), nl=False)
+    else:  # one writer per run directory (rank 0 holds it), before the preflight reads it
+        from lethe.locks import lock_output
+
+        lock_output(r.output_dir, "output_dir")
+    checked = preflight_classifier(r, resume=resume, overwrite=overwrite)
+    if dry_run:
+        click.echo(checked.report(), nl=False)
         return
     from detox.classifier import train_classifier as run
-    from lethe.locks import lock_output
-
-    lock_output(r.output_dir, "output_dir")  # one writer per run directory (rank 0 holds it)
     res = run(r, resume=resume or False)
     if "test" in res:
         t = res["test"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from eval.detox.registry import batches, register, resolve_device
+from eval.detox.registry import Need, batches, register, resolve_device
 from eval.detox.toxicity import HFClassifierProb
 
 
@@ -131,6 +131,9 @@ class PerplexityConfig:
     dtype: str = "float32"
     start_token: str = "<|endoftext|>"  # scored after this token (falls back to BOS, then EOS)
 
+    def needs(self) -> list[Need]:
+        return [Need(self.model, "causal-lm")]
+
 
 @register("fl", "classifier", ClassifierFluency)
 @dataclass(frozen=True)
@@ -145,3 +148,6 @@ class ClassifierFLConfig:
     def __post_init__(self):
         if not self.model:
             raise ValueError("scorers.fl.model is required for the classifier fluency scorer")
+
+    def needs(self) -> list[Need]:
+        return [Need(self.model, "sequence-classification", label=self.label)]

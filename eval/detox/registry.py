@@ -12,12 +12,14 @@ A scorer is described by a frozen config dataclass (its constructor arguments pl
 registered with ``@register(kind, name, scorer_cls)`` beside the scorer class. ``create(cfg)``
 builds the scorer; models are loaded on the first ``score`` call, never at construction or
 import. The same scorers rank best-of-n candidates, fill ``detox eval`` reports and serve as RL
-rewards.
+rewards. A config's ``needs()`` declares the models (or package) its scorer will load, so a
+command's preflight checks them before any work.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 KINDS = ("sta", "sim", "fl")
@@ -44,6 +46,23 @@ def register(kind: str, name: str, scorer_cls: type) -> Callable[[type], type]:
         return cls
 
     return deco
+
+
+@dataclass(frozen=True)
+class Need:
+    """Something a scorer loads on first use, declared by its config's `needs()` so that a
+    command's preflight can check it before any work (a model, or else a package)."""
+
+    model: str | None = None  # a model spec (hub id, dir, GGUF, alias; lethe.loading)
+    task: str = "encoder"  # how it is loaded: causal-lm | sequence-classification | encoder
+    label: str | None = None  # a label the classifier must have (its id2label names)
+    package: str | None = None  # an importable package the scorer needs instead of a model
+
+
+def needs(cfg) -> list[Need]:
+    """What the scorer `cfg` describes will load (its config's `needs()`; none if absent)."""
+    declared = getattr(cfg, "needs", None)
+    return list(declared()) if declared is not None else []
 
 
 def create(cfg) -> Scorer:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.detox.registry import batches, register, resolve_device
+from eval.detox.registry import Need, batches, register, resolve_device
 from lethe.errors import LetheError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -209,6 +209,9 @@ class EmbeddingSimConfig:
     device: str = "auto"
     batch_size: int = 64
 
+    def needs(self) -> list[Need]:
+        return [] if self.model.startswith("hashing") else [Need(self.model, "encoder")]
+
 
 @register("sim", "bertscore", BertScoreSimilarity)
 @dataclass(frozen=True)
@@ -223,3 +226,6 @@ class BertScoreConfig:
     def __post_init__(self):
         if not self.model:
             raise ValueError("scorers.sim.model is required for bertscore (an encoder model)")
+
+    def needs(self) -> list[Need]:
+        return [Need(self.model, "encoder")]

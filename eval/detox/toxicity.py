@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eval.detox.registry import batches, register, resolve_device
+from eval.detox.registry import Need, batches, register, resolve_device
 from lethe.errors import LetheError
 
 
@@ -125,6 +125,9 @@ class ProfanityConfig:
     name: str = "profanity"
     threshold: float = 0.5  # toxic_prob below this counts as non-toxic for binary STA
 
+    def needs(self) -> list[Need]:
+        return [Need(package="profanity_check")]
+
 
 @register("sta", "classifier", ClassifierSTA)
 @dataclass(frozen=True)
@@ -141,3 +144,6 @@ class ClassifierConfig:
         if not self.model:
             raise ValueError("scorers.sta.model is required for the classifier scorer "
                              "(a hub id or a local model directory)")
+
+    def needs(self) -> list[Need]:
+        return [Need(self.model, "sequence-classification", label=self.toxic_label)]

@@ -134,9 +134,12 @@ def render_markdown(results: dict) -> str:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1...")
+@click.option("--dry-run", is_flag=True,
+              help="Run the preflight (attacks, facts, MODEL/--base and their tokenizers, --out),"
+                   " print what it checked, and stop before loading any model.")
 def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, split,
            retain_split, limit, retain_limit, out_dir, overwrite, seed, temperature,
-           top_k_sampling, batch_size, dtype, device):
+           top_k_sampling, batch_size, dtype, device, dry_run):
     """Run extraction attacks on MODEL's facts; write results.json and results.md.
 
     Each attack proposes at most B candidate answers per fact and succeeds when the true
@@ -152,24 +155,25 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
       unlearn attack runs/edited --data runs/demo/world --base runs/demo/models/target
     """
     from eval.attacks.editing import editing_metrics
-    from eval.attacks.extraction import ATTACKS, AttackParams, run_attack
+    from eval.attacks.extraction import AttackParams, run_attack
     from eval.attacks.logit_lens import lens_layout, num_layers, resolve_layers
     from eval.report import atomic_write_text, library_versions, write_json
     from lethe.loading import load_model, load_tokenizer, model_identity
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
-    from lethe.recipe import nearest
+    from unlearn.preflight import preflight_attack
 
     t0 = time.perf_counter()
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    for name in names:
-        if name not in ATTACKS:
-            raise LetheError(f"unknown attack '{name}'{nearest(name, ATTACKS)}; valid: "
-                             f"{', '.join(sorted(ATTACKS))}")
-    if not names:
-        raise LetheError("--attacks is empty; name at least one attack")
     out = Path(out_dir) if out_dir else Path("runs") / "attack" / _label(model)
-    lock_output(out, "--out directory")  # one writer per report directory
+    if not dry_run:  # one writer per report directory, before the preflight reads it
+        lock_output(out, "--out directory")
+    checked = preflight_attack(model, data=data, attacks=attacks, layers=layers, split=split,
+                               retain_split=retain_split, base=base, out=out,
+                               overwrite=overwrite, device=device)
+    if dry_run:
+        click.echo(checked.report(), nl=False)
+        return
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
     layer_list = _int_list(layers, "--layers")
     facts = load_facts(data, split, limit)
     try:
@@ -179,12 +183,7 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
         retain = []
     identity = model_identity(model)
     base_identity = model_identity(base) if base else None
-    tok = load_tokenizer(model)
-    if base:
-        base_tok = load_tokenizer(base)
-        if base_tok.get_vocab() != tok.get_vocab():
-            raise LetheError(f"--base {base} has a different tokenizer from {model}; the "
-                             f"rewrite score compares the same tokens under both models")
+    tok = load_tokenizer(model)  # the preflight checked --base has the same vocabulary
     out = prepare_output_dir(out, overwrite=overwrite)
 
     dev = _device(device)

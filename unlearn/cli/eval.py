@@ -8,8 +8,9 @@
 
 MODEL is a hub id, a local checkpoint, a GGUF file or a LoRA adapter directory. Several
 MODELs are rows of one table; with --protocol they are the checkpoints of forget_1..N in
-order (C5 scalability / C6 sustainability). Everything is checked (metric names, retrain
-reference, data tables, tokenizers, output directory) before the first model is loaded.
+order (C5 scalability / C6 sustainability). A preflight checks everything (metric names,
+retrain reference, data tables, models and tokenizers, output directory) before the first model
+is loaded and reports every problem at once; --dry-run stops after it.
 """
 
 from __future__ import annotations
@@ -106,15 +107,17 @@ def _entry(spec: str, label: str, role: str, *, dtype: str, device, revision: st
               help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
 @click.option("--revision", default=None, help="Hub revision of the model(s).")
 @click.option("--data-revision", default=None, help="Hub revision of DATA.")
+@click.option("--dry-run", is_flag=True,
+              help="Run the preflight (names, reference, tables, models, --out), print what it "
+                   "checked, and stop before loading any model.")
 def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, metrics,
                  out_dir, overwrite, batch_size, min_k, limit, seed, n_resamples, dtype, device,
-                 revision, data_revision):
+                 revision, data_revision, dry_run):
     """Evaluate MODEL(s) with MUSE's criteria; write results.json, results.md, results.png."""
-    from eval.muse import SuiteSettings, evaluate_models, load_suite_data, resolve_metrics
-    from eval.muse.privleak import resolve_retrain_auc
-    from eval.muse.protocols import protocol_steps
+    from eval.muse import evaluate_models
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
+    from unlearn.preflight import preflight_eval
 
     try:  # datasets' progress bars would turn one-line errors into several lines
         import datasets
@@ -123,23 +126,23 @@ def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, m
     except ImportError:  # pragma: no cover
         pass
 
-    names = _labels(models, labels)
-    out = Path(out_dir) if out_dir else Path("runs") / "eval" / "_".join(names)[:80]
-    lock_output(out, "--out directory")  # one writer per report directory
-    if retrain and retrain_auc is not None:
-        raise LetheError("give either --retrain MODEL or --retrain-auc, not both")
-    settings = SuiteSettings(batch_size=batch_size, seed=seed, min_k=min_k, limit=limit,
-                             n_resamples=n_resamples)
-    reference = resolve_retrain_auc(retrain_auc, k=min_k) if retrain_auc is not None else None
-    chosen = resolve_metrics(metrics, have_reference=bool(retrain) or reference is not None)
-    extra = [("target", target), ("retrain", retrain)]
-    all_labels = names + [role for role, spec in extra if spec]
-    if len(set(all_labels)) < len(all_labels):
-        raise LetheError(f"labels must be unique and 'target'/'retrain' are taken by --target/"
-                         f"--retrain; got {', '.join(all_labels)}")
-    load_suite_data(data, chosen, settings=settings, revision=data_revision)  # fail fast
-    if protocol:
-        protocol_steps(protocol, data, names, revision=data_revision)
+    if not dry_run:  # one writer per report directory, before the preflight reads it
+        names = _labels(models, labels)
+        lock_output(Path(out_dir) if out_dir else Path("runs") / "eval" / "_".join(names)[:80],
+                    "--out directory")
+    checked, plan = preflight_eval(
+        models, data=data, labels=lambda: _labels(models, labels), retrain=retrain,
+        retrain_auc=retrain_auc, target=target, protocol=protocol, metrics=metrics,
+        out=lambda names: Path(out_dir) if out_dir else
+        Path("runs") / "eval" / "_".join(names)[:80], overwrite=overwrite,
+        settings=dict(batch_size=batch_size, seed=seed, min_k=min_k, limit=limit,
+                      n_resamples=n_resamples),
+        revision=revision, data_revision=data_revision, device=device)
+    if dry_run:
+        click.echo(checked.report(), nl=False)
+        return
+    names, chosen, reference, settings = plan.labels, plan.metrics, plan.reference, \
+        plan.settings
     dev = _pick_device(device)
     entries = [_entry(m, n, "model", dtype=dtype, device=dev, revision=revision)
                for m, n in zip(models, names)]
@@ -147,7 +150,7 @@ def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, m
                             revision=revision) if retrain else None)
     target_entry = (_entry(target, "target", "target", dtype=dtype, device=dev,
                            revision=revision) if target else None)
-    out = prepare_output_dir(out, overwrite=overwrite)
+    out = prepare_output_dir(plan.out, overwrite=overwrite)
 
     results = evaluate_models(entries, data, chosen, retrain=retrain_entry, target=target_entry,
                               retrain_auc=reference, settings=settings, out_dir=out,

@@ -9,7 +9,9 @@ from unlearn.cli.common import overrides_option, recipe_argument
 @click.command()
 @recipe_argument
 @overrides_option
-@click.option("--dry-run", is_flag=True, help="Print the resolved recipe and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved recipe, run the preflight (every input and output "
+                   "checked, nothing trained or written) and print what it checked.")
 @click.option("--resume", is_flag=True,
               help="Continue a killed run: skip finished requests, resume from checkpoints.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
@@ -17,19 +19,28 @@ from unlearn.cli.common import overrides_option, recipe_argument
 def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     """Unlearn with RECIPE's method and write the checkpoint and the six-way report.
 
+    Before anything is generated, trained or written, a preflight checks what every stage
+    will read (data splits and fields, models and tokenizers, the PrivLeak reference,
+    DeepSpeed config, output_dir, free disk) and reports every problem at once (exit 2).
+
     Multi-GPU: `accelerate launch -m unlearn run RECIPE` (or torchrun / deepspeed) with
     `train.deepspeed: recipes/deepspeed/zero3.json`; evaluation runs on rank 0.
     """
     from lethe.recipe import dump_yaml
+    from unlearn.preflight import preflight_run
     from unlearn.recipe import load_unlearn_recipe
 
     rec = load_unlearn_recipe(recipe, overrides)
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
-        return
-    from lethe.locks import lock_output
+    else:  # one writer per output: held from before the preflight reads output_dir until the
+        from lethe.locks import lock_output  # report is written (rank 0 only)
 
-    lock_output(rec.output_dir, "output_dir")  # rank 0 holds it until the report is written
+        lock_output(rec.output_dir, "output_dir")
+    checked = preflight_run(rec, resume=resume, overwrite=overwrite, evaluate=not no_eval)
+    if dry_run:
+        click.echo(checked.report(), nl=False)
+        return
     from eval.muse.report import render_markdown
     from lethe.outputs import prepare_output_dir
     from unlearn import pipeline

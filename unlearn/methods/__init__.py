@@ -60,6 +60,10 @@ class Method:
     # Edits are not losses (ROME): edit(model, tokenizer, rows, cfg, data_source) -> summary
     # dict, changing `model` in place from the request's table rows (e.g. `facts` rows).
     edit: Callable | None = None
+    # Tables the method reads beyond each request's text field, for the preflight to check
+    # before anything runs: reads(cfg, data_source, forget: SplitRef) -> [(source, config,
+    # split, fields)] (ROME: the facts' fields and its covariance corpus).
+    reads: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -68,7 +72,7 @@ _loaded = False
 
 def register(name: str, config_cls: type, *, needs_ref_logp: bool = False,
              needs_ref_model: bool = False, needs_retain: bool = False, run=None,
-             prepare=None, edit=None):
+             prepare=None, edit=None, reads=None):
     """Decorator for a loss function: `@register("npo", NPOConfig, needs_ref_logp=True)`."""
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, MethodConfig)):
         raise TypeError(f"{name}: config must be a MethodConfig dataclass")
@@ -78,7 +82,8 @@ def register(name: str, config_cls: type, *, needs_ref_logp: bool = False,
             raise ValueError(f"method {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
         METHODS[name] = Method(name, config_cls, fn, needs_ref_logp, needs_ref_model,
-                               needs_retain, run, doc[0] if doc else "", prepare, edit)
+                               needs_retain, run, doc[0] if doc else "", prepare, edit,
+                               reads)
         return fn
 
     return wrap

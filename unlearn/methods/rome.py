@@ -36,4 +36,16 @@ def rome_edit(model, tokenizer, rows, cfg: RomeConfig, data_source: str) -> dict
     return record.summary()
 
 
-register("rome", RomeConfig, edit=rome_edit)(rome_loss)
+def rome_reads(cfg: RomeConfig, data_source: str, forget) -> list[tuple]:
+    """What an edit reads: each request's facts (every field a fact needs) and, with
+    use_covariance, the covariance corpus (read unless C is already cached)."""
+    from unlearn.rome.prompts import REQUIRED
+
+    out = [(data_source, forget.config, forget.split, REQUIRED)]
+    if cfg.use_covariance:
+        out.append((cfg.cov_dataset or data_source, cfg.cov_config, cfg.cov_split,
+                    (cfg.cov_column,)))
+    return out
+
+
+register("rome", RomeConfig, edit=rome_edit, reads=rome_reads)(rome_loss)
