@@ -208,7 +208,8 @@ def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:
     """Fine-tune, evaluate on the valid/test folds, save model/ and results; return results."""
     from transformers import DataCollatorWithPadding, set_seed
 
-    from eval.report import library_versions, markdown_table, write_json, atomic_write_text
+    from eval.report import (library_versions, machine_info, markdown_table, write_json,
+                             atomic_write_text)
     from lethe.cli import is_main_process
     from lethe.loading import load_tokenizer, model_identity
     from lethe.trainer import DivergenceGuard, LetheTrainer, resume_checkpoint, \
@@ -247,7 +248,8 @@ def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:
                "data": {"source": recipe.data.source, "n_train": len(train_texts),
                         "train_label_counts": [train_labels.count(c) for c in range(n_labels)]},
                "labels": list(labels_names), "train_seconds": round(train_s, 1),
-               "steps": trainer.state.global_step, "versions": library_versions()}
+               "steps": trainer.state.global_step, "versions": library_versions(),
+               "machine": machine_info()}
     if not is_main_process():
         return results
     start = time.perf_counter()

@@ -495,7 +495,7 @@ def build_trainer(recipe: DetoxTrainRecipe, scorers: dict):
 def run_rl(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     from transformers import set_seed
 
-    from eval.report import library_versions
+    from eval.report import library_versions, machine_info
     from lethe.cli import is_main_process
     from lethe.loading import model_identity
     from lethe.trainer import resume_checkpoint
@@ -526,7 +526,7 @@ def run_rl(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
                "weights": weights, "data": data_info, "steps": steps,
                "train_seconds": round(train_s, 1),
                "seconds_per_step": round(train_s / max(steps, 1), 2), "saved": str(model_dir),
-               "versions": library_versions()}
+               "versions": library_versions(), "machine": machine_info()}
     if not is_main_process():
         return results
     curve = reward_curve(read_metrics(out / "metrics.jsonl"))
@@ -554,7 +554,8 @@ register("rloo")(run_rl)
 def run_sweep(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     """One policy per weighting (OUTPUT_DIR/sweep/<tag>), then one trade-off table + plot.
     A weighting whose results.json was written for the same recipe is not trained again."""
-    from eval.report import atomic_write_text, library_versions, markdown_table, write_json
+    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
+                             write_json)
 
     from detox.rewards import build_scorers
 
@@ -594,7 +595,7 @@ def run_sweep(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
               "train_reward_last"]
     table = markdown_table(header, [[r.get(k) for k in header] for r in rows], digits=3)
     results = {"command": "detox train (sweep)", "recipe": to_dict(recipe), "rows": rows,
-               "versions": library_versions()}
+               "versions": library_versions(), "machine": machine_info()}
     from lethe.cli import is_main_process
 
     if not is_main_process():  # rank 0 writes the report (and holds the output's lock)

@@ -115,7 +115,8 @@ def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     import datasets
     from transformers import set_seed
 
-    from eval.report import atomic_write_text, library_versions, markdown_table, write_json
+    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
+                             write_json)
     from lethe.cli import is_main_process
     from lethe.loading import model_identity
     from lethe.trainer import (DivergenceGuard, LetheTrainer, apply_lora, resume_checkpoint,
@@ -157,7 +158,7 @@ def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
                         "train": len(train_rows), "held_out": len(held)},
                "steps": steps, "train_seconds": round(train_s, 1),
                "seconds_per_step": round(train_s / max(steps, 1), 2), "saved": str(model_dir),
-               "versions": library_versions()}
+               "versions": library_versions(), "machine": machine_info()}
     if not is_main_process():
         return results
     model = trainer.model

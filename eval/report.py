@@ -29,6 +29,37 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def machine_info() -> dict[str, Any]:
+    """Where a result was measured: float results of training differ between CPU types
+    (vector instruction paths) and thread counts (reduction order), so a number is only
+    comparable with numbers from the same kind of machine."""
+    import torch
+
+    info: dict[str, Any] = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads(),
+                            "platform": platform.platform()}
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    import re
+
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    info["blas"] = blas.group(1) if blas else "unknown"
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _cpu_model() -> str:
+    try:  # Linux: the marketing name, e.g. "AMD EPYC 7B13" / "Intel(R) Xeon(R) Processor"
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` via a temp file + os.replace (never a torn file)."""
     path = Path(path)

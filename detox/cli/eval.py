@@ -108,7 +108,8 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     from detox.cli.rewrite import load_rewrite_recipe
     from eval.detox import joint
     from eval.detox.scorers import Scorers
-    from eval.report import library_versions, markdown_table, write_json, atomic_write_text
+    from eval.report import (library_versions, machine_info, markdown_table, write_json,
+                             atomic_write_text)
     from lethe.locks import lock_output
     from lethe.recipe import to_dict
 
@@ -147,7 +148,7 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     results = {"file": str(path), "n": len(rows), "references": references or (
         "per-line 'references' field" if refs is not None else None), "metrics": summary,
         "scorers": to_dict(recipe.scorers), "elapsed_s": round(elapsed, 2),
-        "versions": library_versions()}
+        "versions": library_versions(), "machine": machine_info()}
     write_json(out_dir / "results.json", results)
     table = markdown_table(["metric", "value", "what"],
                            [[n, summary[n], joint.METRICS[n].doc] for n in names], digits=3)

@@ -34,7 +34,7 @@ from eval.muse import verbmem as _verbmem  # noqa: F401  (registers verbmem_f)
 from eval.muse.privleak import RetrainReference, resolve_retrain_auc
 from eval.muse.protocols import protocol_steps
 from eval.muse.registry import METRICS, MetricContext, SuiteSettings
-from eval.report import library_versions
+from eval.report import library_versions, machine_info
 from lethe.errors import LetheError
 from lethe.loading import TABLE_FORMATS, load_table
 
@@ -225,7 +225,7 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
         "retrain_reference": _reference_info(reference),
         "protocol": {"name": protocol, "steps": steps} if protocol else None,
         "models": [],
-        "versions": library_versions(),
+        "versions": library_versions(), "machine": machine_info(),
     }
     # The retrain model first: PrivLeak of every other model needs its AUC.
     order = ([retrain_entry] if retrain_entry else []) + \

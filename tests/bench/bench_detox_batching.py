@@ -101,7 +101,8 @@ def main() -> int:
 
     from detox.cli.rewrite import load_rewrite_recipe
     from detox.rewriters import build_rewriter
-    from eval.report import atomic_write_text, library_versions, markdown_table, write_json
+    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
+                             write_json)
 
     torch.set_num_threads(args.threads)
     out_dir = ROOT / "runs" / "bench" / ("detox_batching" + (f"-{args.tag}" if args.tag else ""))
@@ -168,7 +169,7 @@ def main() -> int:
         "prefill_padding_sorted": pad_sorted, "seconds": {n: s for n, s, _ in runs},
         "ratio_batched_vs_one": one / a, "ratio_plain_vs_one": one / p,
         "overhead_vs_plain": a / p - 1, "identical": same, "n_differ": differ,
-        "versions": library_versions()})
+        "versions": library_versions(), "machine": machine_info()})
     atomic_write_text(out_dir / "results.md", f"# detox rewrite batching ({source}, "
                                               f"{' '.join(args.overrides) or 'default recipe'})"
                                               f"\n\n{table}\n{summary}\n")

@@ -124,7 +124,8 @@ def main() -> int:
         return 0
     from detox.cli.rewrite import load_rewrite_recipe
     from eval.detox.scorers import Scorers
-    from eval.report import markdown_table, write_json, atomic_write_text, library_versions
+    from eval.report import (markdown_table, write_json, atomic_write_text, library_versions,
+                             machine_info)
 
     import torch
 
@@ -173,7 +174,7 @@ def main() -> int:
                                           "threads": torch.get_num_threads(),
                                           "test_rows": [POOL_END, POOL_END + n - 1],
                                           "n_test": n_rows, "results": results,
-                                          "versions": library_versions()})
+                                          "versions": library_versions(), "machine": machine_info()})
     atomic_write_text(out_dir / "results.md",
                       f"# Few-shot detox on ParaDetox rows {POOL_END}-{POOL_END + n - 1} "
                       f"({n_rows} rows), SmolLM2-135M-Instruct\n\n{table}")

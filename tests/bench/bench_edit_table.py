@@ -98,7 +98,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from eval.attacks.editing import accuracy, fact_queries
     from eval.attacks.extraction import AttackParams
-    from eval.report import atomic_write_text, library_versions, markdown_table, write_json
+    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
+                             write_json)
     from lethe.loading import load_model, load_table, load_tokenizer, model_identity
     from unlearn.cli.attack import load_facts
     from unlearn.rome import EditConfig, edit_model, restore
@@ -164,7 +165,7 @@ def main() -> None:
     out = Path(args.out)
     write_json(out / "results.json", {"model": model_identity(args.model), "data": args.data,
                                       "args": vars(args), "rows": records, "budgets": budgets,
-                                      "versions": library_versions(),
+                                      "versions": library_versions(), "machine": machine_info(),
                                       "seconds": time.perf_counter() - t0})
     atomic_write_text(out / "results.md", f"# Deletion objectives vs extraction attacks\n\n"
                                           f"{table}\n{notes}\n")

@@ -157,7 +157,7 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
     from eval.attacks.editing import editing_metrics
     from eval.attacks.extraction import AttackParams, run_attack
     from eval.attacks.logit_lens import lens_layout, num_layers, resolve_layers
-    from eval.report import atomic_write_text, library_versions, write_json
+    from eval.report import atomic_write_text, library_versions, machine_info, write_json
     from lethe.loading import load_model, load_tokenizer, model_identity
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
@@ -209,6 +209,7 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
     results["editing"] = editing_metrics(lm, tok, facts, base=base_lm, retain_facts=retain,
                                          batch_size=batch_size)
     results["versions"] = library_versions()
+    results["machine"] = machine_info()
     results["seconds"] = time.perf_counter() - t0
     write_json(out / "results.json", results)
     text = render_markdown(results)
