@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import edit_toy
-from eval.attacks.scoring import fill, score_answers
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_tokenizer
 from tests.helpers import THREADS, fixture_seed
@@ -53,26 +52,41 @@ def test_bos_tokenizer_rows_point_at_the_subjects_last_token(prepared):
                           skip_special_tokens=True).endswith("Alva Brenn")
 
 
-def _logp(model, tok, fact, answer):
-    return score_answers(model, tok, [fill(fact["prompt"], fact["subject"])], [answer])[0].logprob
-
-
 def test_edit_moves_delta_and_the_weight_on_a_prepared_model(prepared, facts, corpus):
+    """The regression: δ stayed exactly 0 and the loss was the same at every step. Checked
+    against the edit's own optimisation log and ROME's closed form, which hold on any CPU:
+    the objective fell while δ grew, and the rewritten layer now returns v* for the last key.
+
+    Not asserted: how far log p(dummy | prompt) moves in the edited model. In this 2-block
+    toy the subject reaches the answer through one attention layer, and the other positions'
+    keys also pass through the edited weight, so that end effect depends on the trained
+    attention pattern, not on the code (measured over 6 fixture seeds x 1-2 threads: from
+    -1.6 to +9.9 nats; a +0.3 bound passed on one CPU and failed on another)."""
     model, tok = prepared
     forget = facts[0]
     assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    cfg = EditConfig(objective="empty_response", dummy_target="I don't know", layer=0, **KW)
-    lp_before = [_logp(model, tok, f, cfg.dummy_target) for f in forget]
+    # weight_decay 0: the logged loss is the objective (+ a KL term that starts at 0), so
+    # "the optimiser lowered it" is a property of Adam on a non-zero gradient, not a margin
+    cfg = EditConfig(objective="empty_response", dummy_target="I don't know", layer=0,
+                     weight_decay=0.0, **KW)
     record = edit_model(model, tok, forget, cfg, corpus)
-    for edit in record.edits:  # the bug: δ stayed exactly 0, the loss the same at every step
+    for edit in record.edits:
         assert edit.delta_norm > 0.1, edit.logs
-        assert len(edit.losses) == KW["v_steps"] and edit.losses[-1] < edit.losses[0]
+        assert len(edit.losses) == KW["v_steps"], edit.losses
+        assert edit.losses[-1] < edit.losses[0], edit.losses  # measured drop: 0.03-1.2 nats
+        assert len(set(edit.losses)) == len(edit.losses)  # the loss moved at every step
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert changed == ["model.layers.0.mlp.down_proj.weight"]
-    lp_after = [_logp(model, tok, f, cfg.dummy_target) for f in forget]
-    # log p(dummy | edited prompt) rises for every fact (measured: by 0.5-1.2 nats)
-    assert all(a > b + 0.3 for a, b in zip(lp_after, lp_before)), (lp_before, lp_after)
+    # ROME Eq. 2: after the last rank-one update the edited layer maps its key to v* exactly
+    # (the earlier facts' values were moved again by the later updates: sequential edits)
+    last = record.edits[-1]
+    down = model.model.layers[0].mlp.down_proj
+    with torch.no_grad():
+        value = down(last.k_update[None].to(down.weight.dtype))[0]
+    torch.testing.assert_close(value, last.v_star, rtol=1e-4, atol=1e-5)
+    original = before["model.layers.0.mlp.down_proj.weight"] @ last.k_update  # (d_model,)
+    assert (last.v_star - original).norm() > 0.1  # ... and v* is not what it returned before
     restore(model, record)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
