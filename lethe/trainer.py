@@ -157,13 +157,14 @@ class DivergenceCallback(TrainerCallback):
 class ProgressBar(TrainerCallback):
     """One tqdm bar over optimizer steps, the latest logged loss in its postfix (rank 0)."""
 
-    def __init__(self, desc: str = "train"):
-        self.desc, self.bar = desc, None
+    def __init__(self, desc: str = "train", position: int | None = None):
+        # position: the bar's line when several processes train at once (unlearn prepare)
+        self.desc, self.position, self.bar = desc, position, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc,
-                            unit="step", dynamic_ncols=True)
+                            unit="step", dynamic_ncols=True, position=self.position)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -198,9 +199,10 @@ class JsonlLogger(TrainerCallback):
 
 
 def standard_callbacks(output_dir: str | Path, guard: DivergenceGuard | None = None,
-                       desc: str = "train") -> list[TrainerCallback]:
-    cbs: list[TrainerCallback] = [ProgressBar(desc), JsonlLogger(Path(output_dir) /
-                                                                  "metrics.jsonl")]
+                       desc: str = "train", position: int | None = None
+                       ) -> list[TrainerCallback]:
+    cbs: list[TrainerCallback] = [ProgressBar(desc, position),
+                                  JsonlLogger(Path(output_dir) / "metrics.jsonl")]
     if guard is not None:
         cbs.append(DivergenceCallback(guard))
     return cbs
@@ -210,7 +212,7 @@ class LetheTrainer(Trainer):
     """A Trainer whose loss is `loss_fn(model, batch) -> (loss, logs)`."""
 
     def __init__(self, *args, loss_fn: LossFn, guard: DivergenceGuard | None = None,
-                 progress_desc: str = "train", **kwargs):
+                 progress_desc: str = "train", progress_position: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
         self.guard = guard or DivergenceGuard()
@@ -219,7 +221,8 @@ class LetheTrainer(Trainer):
 
         for cb in (ProgressCallback, PrinterCallback):
             self.remove_callback(cb)
-        for cb in standard_callbacks(self.args.output_dir, desc=progress_desc):
+        for cb in standard_callbacks(self.args.output_dir, desc=progress_desc,
+                                     position=progress_position):
             self.add_callback(cb)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -118,7 +118,7 @@ def read_texts(source: str, config: str, split: str, field: str = "text") -> lis
 
 
 def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_dir: Path,
-             seed: int, desc: str):
+             seed: int, desc: str, position: int | None = None):
     """Next-token NLL training through the shared trainer; returns (trainer, seconds, last
     loss)."""
     examples = tokenize_texts(tokenizer, texts, section.max_length)
@@ -126,7 +126,7 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
     trainer = LetheTrainer(model=model, args=args, train_dataset=TextDataset(examples),
                            data_collator=LMCollator(tokenizer.pad_token_id),
                            loss_fn=lambda m, batch: (nll(m, batch), {}), guard=DivergenceGuard(),
-                           progress_desc=desc)
+                           progress_desc=desc, progress_position=position)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -192,24 +192,103 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
     summary = {"out_dir": str(out), "world": source, "data_sha256": fingerprint,
                "forget_docs": len(forget),
                "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
-    for name, texts in (("target", forget + retain), ("retrain", retain)):
-        model = (load_model(section.base_model) if section.base_model
-                 else build_model(section, tokenizer, recipe.seed))
-        n_params = sum(p.numel() for p in model.parameters())
-        trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
-                                          recipe.seed, desc=f"prepare {name}")
-        final = out / name
-        _save_model(trainer, tokenizer, final, scratch=out / f".{name}")
-        summary["models"][name] = {"path": str(final), "parameters": n_params,
-                                   "train_seconds": round(seconds, 1), "final_loss": loss,
-                                   "train_docs": len(texts),
-                                   "steps": trainer.state.global_step}
-        log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
+    jobs = [("target", forget + retain), ("retrain", retain)]
+    threads = _parallel_threads(section, _steps(section, len(forget) + len(retain)))
+    if threads:
+        summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, threads)
+        summary["parallel"] = {"processes": len(jobs), "threads_each": threads}
+    else:
+        for name, texts in jobs:
+            summary["models"][name] = _train_one(recipe, tokenizer, name, texts)
     if is_main_process():
-        from eval.report import write_json
+        from eval.report import machine_info, write_json
 
+        summary["machine"] = machine_info()
         write_json(out / "prepare.json", summary)
     return summary
+
+
+def _train_one(recipe: UnlearnRecipe, tokenizer, name: str, texts: list[str],
+               position: int | None = None) -> dict:
+    """Train and save one of the two models; returns its summary record."""
+    section, out = recipe.prepare, Path(recipe.prepare.out_dir)
+    model = (load_model(section.base_model) if section.base_model
+             else build_model(section, tokenizer, recipe.seed))
+    n_params = sum(p.numel() for p in model.parameters())
+    trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
+                                      recipe.seed, desc=f"prepare {name}", position=position)
+    final = out / name
+    _save_model(trainer, tokenizer, final, scratch=out / f".{name}")
+    log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
+    return {"path": str(final), "parameters": n_params, "train_seconds": round(seconds, 1),
+            "final_loss": loss, "train_docs": len(texts), "steps": trainer.state.global_step,
+            "torch_threads": torch.get_num_threads()}
+
+
+def _steps(section: PrepareSection, n_docs: int) -> int:
+    """Optimizer steps the target's training will take (documents, not chunks: an estimate)."""
+    import math
+
+    train = section.train
+    if int(train.get("max_steps", -1)) > 0:
+        return int(train["max_steps"])
+    per_step = int(train.get("per_device_train_batch_size", 8)) * \
+        int(train.get("gradient_accumulation_steps", 1))
+    return int(float(train.get("num_train_epochs", 3)) * math.ceil(n_docs / per_step))
+
+
+def _parallel_threads(section: PrepareSection, steps: int) -> int:
+    """Threads per process when target and retrain train side by side, 0 for one after the
+    other. Side by side only where it is safe and pays: CPU training, no launcher (each rank
+    would spawn its own pair), no DeepSpeed (its engine wants the whole process group), and a
+    run long enough to repay two fresh interpreters (~5 s each): >= 200 steps."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if section.parallel == "never":
+        return 0
+    if section.parallel == "auto":
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if cores < 2 or distributed or section.train.get("deepspeed") \
+                or torch.cuda.is_available() or steps < 200:
+            return 0
+    return max(1, cores // 2)
+
+
+def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, threads: int) -> dict:
+    """Both trainings at once in two spawned processes (fresh interpreters: no forked OpenMP
+    or tokenizer threads); a failure in either is re-raised here with its own message."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    log.info("training %s side by side, %d thread(s) each", " and ".join(n for n, _ in jobs),
+             threads)
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
+        futures = {name: pool.submit(_child_train, recipe, tokenizer, name, texts, threads, i)
+                   for i, (name, texts) in enumerate(jobs)}
+        try:
+            return {name: future.result() for name, future in futures.items()}
+        except BrokenProcessPool:
+            raise LetheError("a training process of unlearn prepare died (killed, or out of "
+                             "memory?); rerun, or set prepare.parallel: never to train one "
+                             "model at a time") from None
+
+
+def _child_train(recipe: UnlearnRecipe, tokenizer, name: str, texts: list[str], threads: int,
+                 position: int) -> dict:
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "datasets", "DeepSpeed", "deepspeed", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return _train_one(recipe, tokenizer, name, texts, position=position)
 
 
 def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:

@@ -49,6 +49,11 @@ class PrepareSection:
     arch: ArchSection = field(default_factory=ArchSection)
     max_length: int = 256  # tokens per training chunk
     retain_splits: tuple[str, ...] = ("retain1", "retain2")  # raw splits both models see
+    # Train target and retrain at the same time, one process each with half the CPU cores.
+    # auto: on a CPU-only machine with >= 2 cores, one process, no DeepSpeed (demo, 2 cores:
+    # 1.2x the throughput of one 2-thread process when idle, and far steadier under load:
+    # tiny models' OpenMP threads spin against any other process). always | never force it.
+    parallel: Literal["auto", "always", "never"] = "auto"
     train: dict = passthrough_field(training_argument_names, training_argument_types)  # TrainingArguments, unchanged
 
 
