@@ -16,7 +16,11 @@ from unlearn.cli.common import overrides_option, recipe_argument
               help="Continue a killed run: skip finished requests, resume from checkpoints.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after unlearning.")
-def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="Run the whole recipe (prepare included) once per training seed, into "
+                   "output_dir/seed_S (models into prepare.out_dir/seed_S), and write one "
+                   "report of mean ± sd over the seeds into output_dir. Example: 0,1,2.")
+def run(recipe, overrides, dry_run, resume, overwrite, no_eval, seeds):
     """Unlearn with RECIPE's method and write the checkpoint and the six-way report.
 
     Before anything is generated, trained or written, a preflight checks what every stage
@@ -31,6 +35,12 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     from unlearn.recipe import load_unlearn_recipe
 
     rec = load_unlearn_recipe(recipe, overrides)
+    if seeds is not None:
+        from unlearn.seeds import parse_seeds, run_seeds
+
+        run_seeds(rec, recipe, overrides, parse_seeds(seeds), dry_run=dry_run, resume=resume,
+                  overwrite=overwrite, evaluate=not no_eval)
+        return
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
     else:  # one writer per output: held from before the preflight reads output_dir until the
@@ -41,6 +51,11 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
     if dry_run:
         click.echo(checked.report(), nl=False)
         return
+    execute(rec, recipe, resume=resume, overwrite=overwrite, evaluate=not no_eval)
+
+
+def execute(rec, recipe_path: str, *, resume: bool, overwrite: bool, evaluate: bool) -> None:
+    """Prepare what is missing, unlearn every request (and variant), evaluate on rank 0."""
     from eval.muse.report import render_markdown
     from lethe.outputs import prepare_output_dir
     from unlearn import pipeline
@@ -53,7 +68,7 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
         elif rec.world is not None:
             ensure_world(rec.world)
     _barrier()
-    variants = expand_variants(rec, recipe)
+    variants = expand_variants(rec, recipe_path)
     if variants:  # a comparison: every variant into output_dir/<label>, one report
         if is_main_process():
             prepare_output_dir(rec.output_dir, overwrite=overwrite, resume=resume,
@@ -64,7 +79,7 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval):
         runs = [(rec.method.name, pipeline.run(rec, resume=resume, overwrite=overwrite))]
     if not is_main_process():
         return
-    if rec.eval.enabled and not no_eval:
+    if rec.eval.enabled and evaluate:
         results = pipeline.evaluate_run(rec, runs)
         click.echo(render_markdown(results), nl=False)
     click.echo(f"done: {rec.output_dir}")
