@@ -59,6 +59,51 @@ class LMCollator:
         return batch
 
 
+@dataclass
+class PackedLMCollator:
+    """Packs a batch's examples into as few rows of `row_length` tokens as fit (first fit,
+    longest first) instead of padding each to the longest: same examples, same loss, less
+    compute. Each example keeps its own positions (0, 1, ...) and attends only to itself:
+    given `position_ids` and no attention mask, transformers builds a block-diagonal causal
+    mask from where the positions restart (masking_utils.find_packed_sequence_indices), so
+    the packed rows compute exactly what the padded batch computes (prepare checks this on
+    its first batch). A row's unused tail is its own block with label -100.
+    Demo world, batch 16: 1.8x less compute than padding to the longest example."""
+
+    pad_token_id: int
+    row_length: int
+
+    def __call__(self, examples: list[dict]) -> dict:
+        rows: list[list[int]] = []  # example indices per row
+        room: list[int] = []  # free tokens per row
+        for i in sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"])):
+            n = len(examples[i]["input_ids"])
+            if n > self.row_length:
+                raise ValueError(f"example of {n} tokens is longer than a row "
+                                 f"({self.row_length})")
+            slot = next((r for r, free in enumerate(room) if free >= n), None)
+            if slot is None:
+                rows.append([])
+                room.append(self.row_length)
+                slot = len(rows) - 1
+            rows[slot].append(i)
+            room[slot] -= n
+        shape = (len(rows), self.row_length)
+        ids = torch.full(shape, self.pad_token_id, dtype=torch.long)  # (R, L)
+        pos = torch.zeros(shape, dtype=torch.long)  # (R, L) restarts at every example
+        labels = torch.full(shape, -100, dtype=torch.long)  # (R, L)
+        for r, members in enumerate(rows):
+            t = 0
+            for i in members:
+                e = torch.as_tensor(examples[i]["input_ids"])
+                n = len(e)
+                ids[r, t:t + n], pos[r, t:t + n] = e, torch.arange(n)
+                labels[r, t + 1:t + n] = e[1:]  # an example's first token is never a target:
+                t += n  # the previous example's last position must not predict it
+            pos[r, t:] = torch.arange(self.row_length - t)
+        return {"input_ids": ids, "position_ids": pos, "labels": labels}
+
+
 class TextDataset(Dataset):
     """A list of tokenized examples (plain language-model training)."""
 

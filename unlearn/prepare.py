@@ -21,7 +21,7 @@ from lethe.loading import load_model, load_table
 from lethe.locks import output_lock
 from lethe.outputs import replace_dir
 from lethe.trainer import DivergenceGuard, LetheTrainer, training_arguments
-from unlearn.data import LMCollator, TextDataset, tokenize_texts
+from unlearn.data import LMCollator, PackedLMCollator, TextDataset, tokenize_texts
 from unlearn.methods.losses import nll
 from unlearn.recipe import PrepareSection, UnlearnRecipe, WorldSection
 
@@ -123,8 +123,13 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
     loss)."""
     examples = tokenize_texts(tokenizer, texts, section.max_length)
     args = training_arguments(section.train, out_dir / "trainer", seed=seed)
+    collator = LMCollator(tokenizer.pad_token_id)
+    if section.pack:
+        packed = PackedLMCollator(tokenizer.pad_token_id, section.max_length)
+        check_packing(model, collator, packed, examples[:args.per_device_train_batch_size])
+        collator = packed
     trainer = LetheTrainer(model=model, args=args, train_dataset=TextDataset(examples),
-                           data_collator=LMCollator(tokenizer.pad_token_id),
+                           data_collator=collator,
                            loss_fn=lambda m, batch: (nll(m, batch), {}), guard=DivergenceGuard(),
                            progress_desc=desc, progress_position=position)
     start = time.perf_counter()
@@ -132,6 +137,17 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
     seconds = time.perf_counter() - start
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return trainer, seconds, (losses[-1] if losses else float("nan"))
+
+
+def check_packing(model, padded, packed, examples: list[dict]) -> None:
+    """Refuse packing where the model would let packed documents see each other: the loss of
+    one batch, padded and packed, must agree (they differ only in float summation order)."""
+    with torch.no_grad():
+        a, b = nll(model, padded(examples)).item(), nll(model, packed(examples)).item()
+    if abs(a - b) > 1e-4 * max(1.0, abs(a)):
+        raise LetheError(f"packed training rows change this model's loss ({b:.6f} vs {a:.6f} "
+                         f"padded): its attention does not separate documents by position_ids; "
+                         f"set prepare.pack: false")
 
 
 def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:

@@ -54,6 +54,11 @@ class PrepareSection:
     # 1.2x the throughput of one 2-thread process when idle, and far steadier under load:
     # tiny models' OpenMP threads spin against any other process). always | never force it.
     parallel: Literal["auto", "always", "never"] = "auto"
+    # Pack each batch's documents into max_length-token rows (each document attends only to
+    # itself) instead of padding them to the longest: the same loss for ~1.8x less compute on
+    # the demo world. Checked on the first batch against the padded loss; turn it off for a
+    # model whose attention ignores position_ids-delimited sequences.
+    pack: bool = True
     train: dict = passthrough_field(training_argument_names, training_argument_types)  # TrainingArguments, unchanged
 
 

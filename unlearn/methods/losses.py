@@ -28,8 +28,15 @@ def sequence_logprob(model, part: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def nll(model, part: dict) -> torch.Tensor:
-    """Mean next-token negative log-likelihood over all unmasked tokens of the batch (scalar)."""
-    logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+    """Mean next-token negative log-likelihood over all unmasked tokens of the batch (scalar).
+
+    A packed batch (`position_ids`, no attention mask: unlearn.data.PackedLMCollator) goes in
+    without a mask and without a KV cache, so the model derives its block-diagonal mask."""
+    if "position_ids" in part:
+        logits = model(input_ids=part["input_ids"], position_ids=part["position_ids"],
+                       use_cache=False).logits
+    else:
+        logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
     logp, mask = token_logprobs(logits, part["labels"])
     return -logp.sum() / mask.sum().clamp(min=1)
 
