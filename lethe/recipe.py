@@ -118,7 +118,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, schema: type, overrides) -> dict:
-    """Set each `a.b=value` in `raw`, refusing keys the schema does not have."""
+    """Set each `a.b=value` in `raw`, refusing keys the schema does not have.
+
+    The one rule for switching a registry section (`--set method.name=X`,
+    `--set rewriter.name=X`, `--set rewriter.base.name=X`): the keys the new entry also has are
+    kept, the others are dropped (and logged), and the new entry's defaults fill the rest."""
     raw = _copy(raw)
     for text in overrides or ():
         parts, value = parse_override(text)
@@ -184,11 +188,13 @@ def _check_override_path(schema: type, raw: dict, parts: list[str], text: str):
 # building dataclasses
 
 
-def load_recipe(path: str | Path, schema: type, overrides=()):
-    """Read `path`, apply `overrides` (["a.b=1", ...]) and build a `schema` instance."""
-    raw = read_yaml(path)
+def load_recipe(path: str | Path | None, schema: type, overrides=()):
+    """Read `path` (None: the schema's own defaults), apply `overrides` (["a.b=1", ...]) and
+    build a `schema` instance. Every command loads its recipe here, so `--set` means the same
+    everywhere (see `apply_overrides`)."""
+    raw = read_yaml(path) if path is not None else to_dict(schema())
     raw = apply_overrides(raw, schema, overrides)
-    return build(schema, raw, source=str(path))
+    return build(schema, raw, source=str(path) if path is not None else "the default recipe")
 
 
 def build(cls: type, raw: Mapping | None, source: str = "<recipe>", where: str = ""):
@@ -233,6 +239,10 @@ def _build_registry(f, value, source, dotted):
         return _default_of(f)
     if isinstance(value, str):
         value = {"name": value}
+    default = _default_of(f)
+    if isinstance(value, Mapping) and "name" not in value and hasattr(default, "name"):
+        # A mapping without `name:` refines the default entry, as a partial plain section does.
+        value = {**to_dict(default), **value}
     if not isinstance(value, Mapping) or "name" not in value:
         raise LetheError(f"{source}: {dotted} must be a mapping with a 'name:' key, "
                          f"got {_show(value)}")

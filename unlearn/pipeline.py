@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.report import atomic_write_text, write_json
+from lethe.report import atomic_write_text, write_json
 from lethe.cli import is_main_process
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_table, load_tokenizer, model_identity
@@ -287,15 +287,12 @@ def _run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
 
 
 def model_entry(label: str, spec: str, recipe: UnlearnRecipe, role: str = "model"):
-    """An evaluation entry that loads `spec` from disk only when its turn comes."""
+    """An evaluation entry that loads `spec` from disk only when its turn comes (the same
+    builder as `unlearn eval`'s: adapters merged, on the first accelerator there is)."""
     from eval.muse.suite import ModelEntry
 
-    def loader():
-        model = load_model(spec, dtype=recipe.model.dtype,
-                           trust_remote_code=recipe.model.trust_remote_code)
-        return model.eval(), load_tokenizer(spec, trust_remote_code=recipe.model.trust_remote_code)
-
-    return ModelEntry(label, identity=model_identity(spec), loader=loader, role=role)
+    return ModelEntry.from_spec(spec, label, role, dtype=recipe.model.dtype,
+                                trust_remote_code=recipe.model.trust_remote_code)
 
 
 def evaluate_run(recipe: UnlearnRecipe, runs: list[tuple[str, dict]],

@@ -206,7 +206,7 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
                                    "steps": trainer.state.global_step}
         log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
     if is_main_process():
-        from eval.report import write_json
+        from lethe.report import write_json
 
         write_json(out / "prepare.json", summary)
     return summary

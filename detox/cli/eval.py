@@ -33,7 +33,7 @@ def refs_of_row(row: dict) -> list[str]:
 
 def load_references(path: str, records) -> list[list[str]]:
     """One reference list per record, matched by `id`, else by source text, else by order."""
-    from detox.fewshot import read_rows
+    from detox.rewrite.fewshot import read_rows
     from detox.io import id_key
 
     p = Path(path)
@@ -105,10 +105,10 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     j_paradetox / j_clef2024 / j_bin_chrf, and with references chrF, BLEU and ROUGE-L.
     """
     from detox import io
-    from detox.cli.rewrite import load_rewrite_recipe
+    from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox import joint
     from eval.detox.scorers import Scorers
-    from eval.report import (library_versions, machine_info, markdown_table, write_json,
+    from lethe.report import (library_versions, machine_info, markdown_table, write_json,
                              atomic_write_text)
     from lethe.locks import lock_output
     from lethe.recipe import to_dict

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eval.muse.protocols import PROTOCOLS
-from eval.report import atomic_write_text, markdown_table, save_figure, write_json
+from lethe.report import atomic_write_text, markdown_table, save_figure, write_json
 
 ROLE_COLORS = {"target": "#7f7f7f", "model": "#1f77b4", "retrain": "#2ca02c"}
 IDEAL_LINE = {"zero": 0.0}  # criteria with a fixed ideal value get a solid line there

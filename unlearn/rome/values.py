@@ -24,9 +24,8 @@ from typing import Sequence
 
 import torch
 
-from eval.attacks.logit_lens import capture_blocks, decode
-from eval.attacks.scoring import (encode_pair, leading_space_tokens, model_device, pad_id_of,
-                                  pad_right)
+from lethe.lens import capture_blocks, decode
+from lethe.lm import encode_pair, leading_space_tokens, model_device, pad_id, pad_right
 from unlearn.rome.objectives import Objective, ObjectiveBatch
 from unlearn.rome.prompts import PromptRow
 
@@ -86,7 +85,7 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
         # but not scored: the objective and the defenses act on the first content token
         leads.append(leading_space_tokens(tok, a_ids))
     seqs = [list(r.ids) + a for r, a in zip(rewrite_rows, answers)] + [list(r.ids) for r in kl_rows]
-    ids, mask = pad_right(seqs, pad_id_of(tok), device)
+    ids, mask = pad_right(seqs, pad_id(tok), device)
     n_rw, n_kl = len(rewrite_rows), len(kl_rows)
     all_rows = torch.arange(n_rw + n_kl, device=device)
     lookup = torch.tensor([r.subject_index for r in (*rewrite_rows, *kl_rows)], device=device)
