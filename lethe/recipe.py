@@ -320,32 +320,45 @@ def convert(tp, value, source: str, dotted: str):
             raise LetheError(f"{source}: {dotted}: expected a mapping, got {_show(value)}")
         vt = args[1] if len(args) == 2 else Any
         return {str(k): convert(vt, v, source, f"{dotted}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise LetheError(f"{source}: {dotted}: expected true or false, got {_show(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise LetheError(f"{source}: {dotted}: expected an integer, got {_show(value)}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise LetheError(f"{source}: {dotted}: expected a number, got {_show(value)}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise LetheError(f"{source}: {dotted}: expected a string, got {_show(value)}")
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, source, dotted)
     return value
+
+
+def _to_bool(value, source: str, dotted: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise LetheError(f"{source}: {dotted}: expected true or false, got {_show(value)}")
+
+
+def _to_int(value, source: str, dotted: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise LetheError(f"{source}: {dotted}: expected an integer, got {_show(value)}")
+
+
+def _to_float(value, source: str, dotted: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise LetheError(f"{source}: {dotted}: expected a number, got {_show(value)}")
+
+
+def _to_str(value, source: str, dotted: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise LetheError(f"{source}: {dotted}: expected a string, got {_show(value)}")
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _dataclass_in(tp):
