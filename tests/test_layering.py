@@ -101,7 +101,8 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
                 bad.append(f"{module} imports {target} ({top} may import "
                            f"{', '.join(sorted(FLOORS[top])) or 'no project package'})")
             cli = f"{other}.cli"  # the commands (lethe.cli is the plumbing they share)
-            if other != "lethe" and _under(target, cli) and not (_under(module, cli) or module == f"{other}.__main__"):
+            entry = _under(module, cli) or module == f"{other}.__main__"
+            if other != "lethe" and _under(target, cli) and not entry:
                 bad.append(f"{module} imports {target} (only {cli} and {other}.__main__ may)")
             for src, forbidden in INNER:
                 if _under(module, src) and _under(target, forbidden):

@@ -58,10 +58,11 @@ class PolicySection:
 
 
 def paper_prompt():
-    """`detox rewrite`'s prompt config (detox.rewrite.recipe.PromptConfig) with the paper's instruction:
-    chat format = the instruction as the system turn, the argument as the user turn. The same
-    section under `rewriter.prompt` makes `detox rewrite` prompt the trained policy exactly as
-    training did (and keep the first line of its output, as the rewards saw it)."""
+    """`detox rewrite`'s prompt config (detox.rewrite.recipe.PromptConfig) with the paper's
+    instruction: chat format = the instruction as the system turn, the argument as the user
+    turn. The same section under `rewriter.prompt` makes `detox rewrite` prompt the trained
+    policy exactly as training did (and keep the first line of its output, as the rewards saw
+    it)."""
     from detox.rewrite.recipe import PromptConfig
 
     return PromptConfig(instruction_text=PAPER_INSTRUCTION)

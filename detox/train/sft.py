@@ -44,7 +44,7 @@ def load_pairs(p: PairData, seed: int) -> list[tuple[str, str]]:
 
 def encode_pair(tokenizer, builder, source: str, target: str) -> dict:
     """input_ids = prompt + response + EOS; labels = IGNORE on the prompt, the ids elsewhere.
-    The prompt is `detox rewrite`'s (builder: detox.rewrite.fewshot.PromptBuilder)."""
+    The prompt is `detox rewrite`'s (builder: detox.rewrite.prompts.PromptBuilder)."""
     p_ids = tokenizer(builder.build(source), add_special_tokens=special_tokens(builder))[
         "input_ids"]
     r_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

@@ -10,11 +10,11 @@ Three kinds of scorer, each a small object with one batch method
 
 A scorer is described by a frozen config dataclass (its constructor arguments plus ``name``)
 registered with ``@register(kind, name, scorer_cls)`` beside the scorer class; every module of
-``eval.detox`` is imported before a registry is read, so a new scorer is one new file. ``create(cfg)``
-builds the scorer; models are loaded on the first ``score`` call, never at construction or
-import. The same scorers rank best-of-n candidates, fill ``detox eval`` reports and serve as RL
-rewards. A config's ``needs()`` declares the models (or package) its scorer will load, so a
-command's preflight checks them before any work.
+``eval.detox`` is imported before a registry is read, so a new scorer is one new file.
+``create(cfg)`` builds the scorer; models are loaded on the first ``score`` call, never at
+construction or import. The same scorers rank best-of-n candidates, fill ``detox eval``
+reports and serve as RL rewards. A config's ``needs()`` declares the models (or package) its
+scorer will load, so a command's preflight checks them before any work.
 """
 
 from __future__ import annotations
