@@ -13,105 +13,20 @@
   config, output_dir and disk.
 
 Scorers declare what they load beside their registration (`eval.detox.registry.needs`);
-rewriters get their check through `REWRITER_CHECKS`, keyed by config class like the builders.
+each rewriter's config checks its own inputs (`check(pf, recipe, where)`, detox/rewrite/).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
 
-from detox.recipe import BestOfNConfig, FewShotConfig, ModelConfig, RewriteRecipe
-from detox.train_recipe import ClassifierRecipe, DetoxTrainRecipe
-from lethe.preflight import (Preflight, check_adapter, check_device, check_disk, check_model,
-                             check_output_dir, check_output_file, check_training_args,
-                             checkpoint_tensors, lora_trainable, model_bytes, skeleton,
-                             training_bytes)
-
-# rewriter config class -> check(pf, cfg, recipe, where)
-REWRITER_CHECKS: dict[type, Callable] = {}
-
-
-def checks(config_cls: type):
-    def deco(fn):
-        REWRITER_CHECKS[config_cls] = fn
-        return fn
-
-    return deco
-
-
-def check_scorer(pf: Preflight, cfg, where: str) -> None:
-    """Every model (or package) the scorer `cfg` will load; a classifier has its label."""
-    from eval.detox.registry import needs
-    from eval.detox.toxicity import HFClassifierProb
-    from lethe.loading import package_dir
-
-    for need in needs(cfg):
-        if need.package:
-            if pf.run(where, package_dir, need.package):
-                pf.ok(f"{where}: package {need.package} installed")
-            continue
-        info = check_model(pf, need.model, where=f"{where}.model", task=need.task)
-        if info is not None and need.label and info.config is not None:
-            pf.run(f"{where}.model", HFClassifierProb.label_index, info.config.id2label,
-                   need.label, need.model)
-
-
-def check_rewriter(pf: Preflight, cfg, recipe: RewriteRecipe, where: str = "rewriter") -> None:
-    check = REWRITER_CHECKS.get(type(cfg))
-    if check is None:
-        pf.problem(f"{where}: no preflight is registered for {type(cfg).__name__}")
-        return
-    check(pf, cfg, recipe, where)
-
-
-def _language_model(pf: Preflight, cfg, where: str) -> None:
-    """LMFields: the model (causal or seq2seq), an adapter that fits it, the device."""
-    info = check_model(pf, cfg.model, where=f"{where}.model", task=cfg.task)
-    if cfg.adapter:
-        if not (Path(cfg.adapter) / "adapter_config.json").is_file():
-            pf.problem(f"{where}.adapter {cfg.adapter}: not a PEFT adapter directory (no "
-                       f"adapter_config.json); give the directory the adapter was saved to")
-        elif info is not None:
-            fits = check_adapter(pf, cfg.adapter, info, where=f"{where}.adapter")
-            if fits is not None:
-                pf.ok(f"{where}.adapter {cfg.adapter}: {fits} LoRA matrices fit {cfg.model}")
-    check_device(pf, cfg.device, where=f"{where}.device")
-
-
-@checks(FewShotConfig)
-def _fewshot(pf: Preflight, cfg: FewShotConfig, recipe, where: str) -> None:
-    from detox.fewshot import load_pool
-
-    _language_model(pf, cfg, where)
-    if cfg.k == 0:
-        return
-    if cfg.prompt.format == "raw":
-        pf.problem(f"{where}.prompt.format=raw cannot show demonstrations; use chat or plain, "
-                   f"or set {where}.k=0")
-    demos = pf.run(f"{where}.pool", load_pool, cfg.pool)
-    if demos is not None:
-        pf.ok(f"{where}.pool {cfg.pool}: {len(demos)} demonstrations")
-    if cfg.embedder.startswith("hashing"):
-        from eval.detox.similarity import make_embedder
-
-        pf.run(f"{where}.embedder", make_embedder, cfg.embedder)
-    else:
-        check_model(pf, cfg.embedder, where=f"{where}.embedder", task="encoder")
-
-
-@checks(ModelConfig)
-def _model(pf: Preflight, cfg: ModelConfig, recipe, where: str) -> None:
-    _language_model(pf, cfg, where)
-
-
-@checks(BestOfNConfig)
-def _best_of_n(pf: Preflight, cfg: BestOfNConfig, recipe, where: str) -> None:
-    check_rewriter(pf, cfg.base, recipe, f"{where}.base")
-    for kind in cfg.rerank:  # the candidates are ranked by these scorers
-        check_scorer(pf, getattr(recipe.scorers, kind), f"scorers.{kind}")
-
+from detox.rewrite.checks import check_rewriter, check_scorer
+from detox.rewrite.recipe import RewriteRecipe
+from detox.train.recipe import ClassifierRecipe, DetoxTrainRecipe
+from lethe.preflight import (Preflight, check_disk, check_model, check_output_dir,
+                             check_output_file, check_training_args, checkpoint_tensors,
+                             lora_trainable, model_bytes, skeleton, training_bytes)
 
 def check_rewrite(pf: Preflight, recipe: RewriteRecipe, *, input_file: str, output: str,
                   overwrite: bool, with_scores: bool) -> bool:
@@ -170,7 +85,7 @@ def check_rewrite_input(pf: Preflight, path: Path, source: str, output: str, *,
 
 def reward_parts(recipe: DetoxTrainRecipe) -> list[str]:
     """The reward scorers a run loads: every weighted part, the classifier of the prompt
-    filter, and both parts the held-out evaluation scores (as detox.rl builds them)."""
+    filter, and both parts the held-out evaluation scores (as detox.train.rl builds them)."""
     parts = {k for k, w in recipe.rewards.weights_dict().items() if w > 0 and k != "length"}
     if recipe.filter.enabled:
         parts.add("appropriateness")
@@ -181,14 +96,14 @@ def reward_parts(recipe: DetoxTrainRecipe) -> list[str]:
 
 def _train_data(pf: Preflight, recipe: DetoxTrainRecipe) -> None:
     if recipe.algorithm == "sft":
-        from detox.sft import load_pairs
+        from detox.train.sft import load_pairs
 
         pairs = pf.run("pairs", load_pairs, recipe.pairs, recipe.seed)
         if pairs is not None:
             pf.ok(f"pairs {recipe.pairs.source}: {len(pairs)} pairs "
                   f"({recipe.pairs.input_field} -> {recipe.pairs.target_field})")
         return
-    from detox.rl import _table_texts
+    from detox.train.rl import _table_texts
 
     d = recipe.data
     folds = [("train", d.train_fold if d.fold_field else None)]
@@ -210,7 +125,7 @@ def _train_data(pf: Preflight, recipe: DetoxTrainRecipe) -> None:
 def _trainer_config(recipe: DetoxTrainRecipe):
     if recipe.algorithm == "sft":
         return None  # TrainingArguments (the default)
-    from detox.rl import rl_config
+    from detox.train.rl import rl_config
 
     return lambda train, out: rl_config(recipe.algorithm, train, out, recipe.seed)
 
@@ -265,7 +180,7 @@ def preflight_train(recipe: DetoxTrainRecipe, *, resume=False, overwrite=False) 
 def preflight_classifier(recipe: ClassifierRecipe, *, resume=False,
                          overwrite=False) -> Preflight:
     """Everything `detox train-classifier RECIPE` reads and writes; raises PreflightError."""
-    from detox.classifier import load_folds
+    from detox.train.classifier import load_folds
     from lethe.cli import is_main_process
 
     pf = Preflight("detox train-classifier")

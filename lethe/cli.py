@@ -76,3 +76,14 @@ def run_cli(group: click.Group, prog_name: str) -> None:
 def is_main_process() -> bool:
     """True on rank 0 (or when not distributed): only it writes reports and prints summaries."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def int_list(text: str | None, what: str) -> tuple[int, ...] | None:
+    """Comma-separated integers (e.g. --layers 0,2,-1); None for 'all' or no value."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise LetheError(f"{what} must be comma-separated integers or 'all', got {text!r}") \
+            from None

@@ -70,3 +70,12 @@ def replace_dir(tmp: str | Path, out: str | Path) -> Path:
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def write_dir_atomically(out: Path, write) -> Path:
+    """`write(tmp_dir)`, then swap tmp_dir into `out` (an old `out` is removed only after)."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    return replace_dir(tmp, out)

@@ -540,33 +540,6 @@ def check_device(pf: Preflight, name: str, where: str = "--device") -> None:
         pf.problem(f"{where} '{name}' is not a torch device (use auto, cpu, cuda, cuda:1, mps)")
 
 
-SHIPPED_DEEPSPEED = "recipes/deepspeed/zero2.json, zero3.json, zero3_offload.json"
-
-
-def deepspeed_config(spec) -> int:
-    """Check a `train.deepspeed` value (a JSON file path or an inline mapping): it exists, is
-    a JSON object, and its ZeRO stage is 0-3. Returns the stage."""
-    if isinstance(spec, dict):
-        cfg, name = spec, "the inline config"
-    else:
-        path = Path(str(spec))
-        if not path.is_file():
-            raise LetheError(f"config file not found: {path} (shipped configs: "
-                             f"{SHIPPED_DEEPSPEED})")
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise LetheError(f"{path} is not valid JSON: {err}") from None
-        name = str(path)
-    if not isinstance(cfg, dict):
-        raise LetheError(f"{name} must hold a JSON object, got {type(cfg).__name__}")
-    zero = cfg.get("zero_optimization") or {}
-    stage = zero.get("stage", 0) if isinstance(zero, dict) else None
-    if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
-        raise LetheError(f"{name}: zero_optimization.stage is {stage!r}; use 0, 1, 2 or 3")
-    return stage
-
-
 # TrainingArguments refuses bf16/fp16/tf32 on a machine without an accelerator, and a DeepSpeed
 # config starts distributed set-up; a preflight checks them without instantiating them.
 GPU_ONLY_KEYS = ("bf16", "fp16", "tf32")
@@ -588,6 +561,8 @@ def check_training_args(pf: Preflight, train: dict, output_dir, *, where: str = 
     are checked by type, a DeepSpeed file by `deepspeed_config`. Returns the config."""
     rest, held = held_keys(train)
     if held.get("deepspeed"):
+        from lethe.deepspeed import deepspeed_config
+
         stage = pf.run(f"{where}.deepspeed", deepspeed_config, held["deepspeed"])
         if stage is not None:
             pf.ok(f"{where}.deepspeed {held['deepspeed']}: JSON, ZeRO stage {stage}")

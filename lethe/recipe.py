@@ -118,7 +118,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, schema: type, overrides) -> dict:
-    """Set each `a.b=value` in `raw`, refusing keys the schema does not have."""
+    """Set each `a.b=value` in `raw`, refusing keys the schema does not have.
+
+    The one rule for switching a registry section (`--set method.name=X`,
+    `--set rewriter.name=X`, `--set rewriter.base.name=X`): the keys the new entry also has are
+    kept, the others are dropped (and logged), and the new entry's defaults fill the rest."""
     raw = _copy(raw)
     for text in overrides or ():
         parts, value = parse_override(text)
@@ -184,11 +188,13 @@ def _check_override_path(schema: type, raw: dict, parts: list[str], text: str):
 # building dataclasses
 
 
-def load_recipe(path: str | Path, schema: type, overrides=()):
-    """Read `path`, apply `overrides` (["a.b=1", ...]) and build a `schema` instance."""
-    raw = read_yaml(path)
+def load_recipe(path: str | Path | None, schema: type, overrides=()):
+    """Read `path` (None: the schema's own defaults), apply `overrides` (["a.b=1", ...]) and
+    build a `schema` instance. Every command loads its recipe here, so `--set` means the same
+    everywhere (see `apply_overrides`)."""
+    raw = read_yaml(path) if path is not None else to_dict(schema())
     raw = apply_overrides(raw, schema, overrides)
-    return build(schema, raw, source=str(path))
+    return build(schema, raw, source=str(path) if path is not None else "the default recipe")
 
 
 def build(cls: type, raw: Mapping | None, source: str = "<recipe>", where: str = ""):
@@ -233,6 +239,10 @@ def _build_registry(f, value, source, dotted):
         return _default_of(f)
     if isinstance(value, str):
         value = {"name": value}
+    default = _default_of(f)
+    if isinstance(value, Mapping) and "name" not in value and hasattr(default, "name"):
+        # A mapping without `name:` refines the default entry, as a partial plain section does.
+        value = {**to_dict(default), **value}
     if not isinstance(value, Mapping) or "name" not in value:
         raise LetheError(f"{source}: {dotted} must be a mapping with a 'name:' key, "
                          f"got {_show(value)}")
@@ -310,32 +320,45 @@ def convert(tp, value, source: str, dotted: str):
             raise LetheError(f"{source}: {dotted}: expected a mapping, got {_show(value)}")
         vt = args[1] if len(args) == 2 else Any
         return {str(k): convert(vt, v, source, f"{dotted}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise LetheError(f"{source}: {dotted}: expected true or false, got {_show(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise LetheError(f"{source}: {dotted}: expected an integer, got {_show(value)}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise LetheError(f"{source}: {dotted}: expected a number, got {_show(value)}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise LetheError(f"{source}: {dotted}: expected a string, got {_show(value)}")
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, source, dotted)
     return value
+
+
+def _to_bool(value, source: str, dotted: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise LetheError(f"{source}: {dotted}: expected true or false, got {_show(value)}")
+
+
+def _to_int(value, source: str, dotted: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise LetheError(f"{source}: {dotted}: expected an integer, got {_show(value)}")
+
+
+def _to_float(value, source: str, dotted: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise LetheError(f"{source}: {dotted}: expected a number, got {_show(value)}")
+
+
+def _to_str(value, source: str, dotted: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise LetheError(f"{source}: {dotted}: expected a string, got {_show(value)}")
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _dataclass_in(tp):

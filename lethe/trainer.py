@@ -16,9 +16,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,33 +55,13 @@ def training_arguments(train: dict, output_dir: str | Path, **overrides) -> Trai
     kwargs = {**TRAIN_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
               **dict(train), "output_dir": str(output_dir), **overrides}
     if kwargs.get("deepspeed"):
-        from lethe.preflight import deepspeed_config
+        from lethe.deepspeed import prepare_deepspeed
 
-        try:
-            deepspeed_config(kwargs["deepspeed"])
-        except LetheError as err:
-            raise LetheError(f"train.deepspeed: {err}") from None
-        ensure_distributed_env()
+        prepare_deepspeed(kwargs["deepspeed"])
     try:
         return TrainingArguments(**kwargs)
     except (ValueError, TypeError) as err:
         raise LetheError(f"train: {str(err).splitlines()[0]}") from None
-
-
-def ensure_distributed_env() -> None:
-    """Let a bare `python`/console-script run use DeepSpeed as a world of one process.
-
-    Launchers (accelerate, torchrun, deepspeed) set RANK/WORLD_SIZE; without them DeepSpeed
-    falls back to MPI discovery and fails on a missing mpi4py.
-    """
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT",
-                                                                          str(port)))
 
 
 @dataclass(frozen=True)

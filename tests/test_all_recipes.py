@@ -16,13 +16,13 @@ def loader_for(path: Path):
         from unlearn.recipe import load_unlearn_recipe
 
         return load_unlearn_recipe
-    from detox.train_recipe import load_classifier_recipe, load_train_recipe
+    from detox.train.recipe import load_classifier_recipe, load_train_recipe
 
     if path.stem.startswith("classifier"):
         return load_classifier_recipe
     if path.stem.startswith(("rl_", "sft_")):
         return load_train_recipe
-    from detox.recipe import RewriteRecipe
+    from detox.rewrite.recipe import RewriteRecipe
 
     return lambda p: load_recipe(p, RewriteRecipe)
 

@@ -7,9 +7,10 @@ from collections import namedtuple
 import click
 import pytest
 
+from lethe.deepspeed import deepspeed_config
 from lethe.errors import LetheError
 from lethe.preflight import (Preflight, PreflightError, check_disk, check_model,
-                             check_output_dir, check_table, deepspeed_config, training_bytes)
+                             check_output_dir, check_table, training_bytes)
 from tests.preflight_tiny import save_adapter, save_llama
 
 

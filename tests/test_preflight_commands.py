@@ -35,8 +35,8 @@ def no_training(monkeypatch):
         raise AssertionError("a trainer was constructed")
 
     monkeypatch.setattr("lethe.trainer.LetheTrainer.__init__", boom)
-    monkeypatch.setattr("detox.rl.run", boom)
-    monkeypatch.setattr("detox.classifier.train_classifier", boom)
+    monkeypatch.setattr("detox.train.runner.run", boom)
+    monkeypatch.setattr("detox.train.classifier.train_classifier", boom)
 
 
 def problems(code, err, n):

@@ -20,6 +20,8 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from lethe.lm import pad_right
+
 
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int,
                    add_eos: bool = True) -> list[dict]:
@@ -44,13 +46,7 @@ class LMCollator:
     pad_token_id: int
 
     def __call__(self, examples: list[dict]) -> dict:
-        width = max(len(e["input_ids"]) for e in examples)
-        ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(examples), width), dtype=torch.long)  # (B, T)
-        for i, e in enumerate(examples):
-            n = len(e["input_ids"])
-            ids[i, :n] = torch.as_tensor(e["input_ids"])
-            mask[i, :n] = 1
+        ids, mask = pad_right([e["input_ids"] for e in examples], self.pad_token_id)  # (B, T)
         labels = ids.masked_fill(mask == 0, -100)  # (B, T)
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         for key in examples[0]:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.report import atomic_write_text, write_json
+from lethe.report import atomic_write_text, write_json
 from lethe.cli import is_main_process
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_table, load_tokenizer, model_identity
@@ -287,15 +287,12 @@ def _run(recipe: UnlearnRecipe, *, resume=False, overwrite=False) -> dict:
 
 
 def model_entry(label: str, spec: str, recipe: UnlearnRecipe, role: str = "model"):
-    """An evaluation entry that loads `spec` from disk only when its turn comes."""
+    """An evaluation entry that loads `spec` from disk only when its turn comes (the same
+    builder as `unlearn eval`'s: adapters merged, on the first accelerator there is)."""
     from eval.muse.suite import ModelEntry
 
-    def loader():
-        model = load_model(spec, dtype=recipe.model.dtype,
-                           trust_remote_code=recipe.model.trust_remote_code)
-        return model.eval(), load_tokenizer(spec, trust_remote_code=recipe.model.trust_remote_code)
-
-    return ModelEntry(label, identity=model_identity(spec), loader=loader, role=role)
+    return ModelEntry.from_spec(spec, label, role, dtype=recipe.model.dtype,
+                                trust_remote_code=recipe.model.trust_remote_code)
 
 
 def evaluate_run(recipe: UnlearnRecipe, runs: list[tuple[str, dict]],
@@ -327,4 +324,40 @@ def evaluate_run(recipe: UnlearnRecipe, runs: list[tuple[str, dict]],
     return results
 
 
-__all__ = ["run", "evaluate_run", "plan_requests", "model_identity"]
+def run_recipe(rec: UnlearnRecipe, recipe_path: str, *, resume: bool, overwrite: bool,
+               evaluate: bool) -> dict | None:
+    """What `unlearn run` does after its preflight: prepare what is missing, unlearn every
+    request (of every variant), evaluate on rank 0. Returns the results (None when not
+    evaluated, and on other ranks)."""
+    from lethe.outputs import prepare_output_dir
+    from unlearn.prepare import ensure_world, prepare
+    from unlearn.recipe import expand_variants
+
+    if is_main_process():
+        if rec.prepare is not None:
+            prepare(rec)  # generates the world first when it is missing
+        elif rec.world is not None:
+            ensure_world(rec.world)
+    _barrier()
+    variants = expand_variants(rec, recipe_path)
+    if variants:  # a comparison: every variant into output_dir/<label>, one report
+        if is_main_process():
+            prepare_output_dir(rec.output_dir, overwrite=overwrite, resume=resume,
+                               what="output_dir")
+        runs = [(label, run(v, resume=resume, overwrite=overwrite)) for label, v in variants]
+    else:
+        runs = [(rec.method.name, run(rec, resume=resume, overwrite=overwrite))]
+    if not is_main_process() or not (rec.eval.enabled and evaluate):
+        return None
+    return evaluate_run(rec, runs)
+
+
+def _barrier():
+    """Other ranks wait while rank 0 generates the world / prepares models."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+__all__ = ["run", "run_recipe", "evaluate_run", "plan_requests", "model_identity"]

@@ -221,7 +221,8 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
     """The MUSE metrics asked for: their names, the PrivLeak reference, every table each
     metric declares it reads, the scal/sust protocol splits, the retrain model."""
     from eval.muse.privleak import resolve_retrain_auc
-    from eval.muse.registry import METRICS, SuiteSettings
+    from eval.muse.registry import SuiteSettings
+    from eval.muse.registry import metrics as registered
     from eval.muse.suite import resolve_metrics
 
     retrain = recipe.retrain_spec()
@@ -233,7 +234,7 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
                    have_reference=has_reference or bool(asked))
     if not names:
         return
-    needing = [n for n in names if METRICS[n].needs_reference]
+    needing = [n for n in names if registered()[n].needs_reference]
     if needing and not has_reference:
         pf.problem(f"eval.metrics: {needing[0]} needs a retrain reference: set model.retrain "
                    f"(a retrain checkpoint) or model.retrain_auc (a number in (0, 1], muse-news "
@@ -247,7 +248,7 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
             pf.ok(f"model.retrain_auc: PrivLeak reference AUC {ref.auc} ({ref.source})")
     source = recipe.eval.data or recipe.data.source
     for name in names:
-        for sp in METRICS[name].splits:
+        for sp in registered()[name].splits:
             _table(pf, gen, source, sp.config, sp.split, sp.columns, where=f"eval ({name})",
                    revision=recipe.data.revision)
     configs = {r.config for r in recipe.requests.forget}
@@ -330,7 +331,7 @@ def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain
     from eval.muse import SuiteSettings, resolve_metrics
     from eval.muse.privleak import resolve_retrain_auc
     from eval.muse.protocols import protocol_steps
-    from eval.muse.registry import METRICS
+    from eval.muse.registry import metrics as registered
 
     pf = Preflight("unlearn eval")
     labels = pf.run("--labels", labels) or []
@@ -346,7 +347,7 @@ def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain
         pf.problem(f"labels must be unique and 'target'/'retrain' are taken by --target/"
                    f"--retrain; got {', '.join(labels + extra)}")
     for name in chosen:
-        for sp in METRICS[name].splits:
+        for sp in registered()[name].splits:
             check_table(pf, data, config=sp.config, split=sp.split, text=sp.columns,
                         revision=data_revision, where=f"--data ({name})")
     if protocol and labels:
@@ -376,9 +377,9 @@ def preflight_attack(model, *, data, attacks, layers, split, retain_split, base,
                        f"{', '.join(sorted(ATTACKS))}")
     if not names:
         pf.problem("--attacks is empty; name at least one attack")
-    from unlearn.cli.attack import _int_list
+    from lethe.cli import int_list
 
-    pf.run("", _int_list, layers, "--layers")
+    pf.run("", int_list, layers, "--layers")
     fields = ("subject", "prompt", "target_true")
     check_table(pf, data, config="facts", split=split, text=fields, where="--data")
     if base:

@@ -217,7 +217,7 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
         for name, texts in jobs:
             summary["models"][name] = _train_one(recipe, tokenizer, name, texts)
     if is_main_process():
-        from eval.report import machine_info, write_json
+        from lethe.report import machine_info, write_json
 
         summary["machine"] = machine_info()
         write_json(out / "prepare.json", summary)

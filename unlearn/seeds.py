@@ -50,7 +50,7 @@ def run_seeds(rec, recipe_path: str, overrides, seeds: list[int], *, dry_run: bo
     from lethe.cli import is_main_process
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
-    from unlearn.cli.run import execute
+    from unlearn.pipeline import run_recipe
     from unlearn.preflight import preflight_run
     from unlearn.recipe import load_unlearn_recipe
 
@@ -74,7 +74,8 @@ def run_seeds(rec, recipe_path: str, overrides, seeds: list[int], *, dry_run: bo
             log.info("seed %d already finished in %s; skipping", seed, runs[seed].output_dir)
             continue
         log.info("seed %d of %s: %s", seed, seeds, runs[seed].output_dir)
-        execute(runs[seed], recipe_path, resume=resume, overwrite=overwrite, evaluate=evaluate)
+        run_recipe(runs[seed], recipe_path, resume=resume, overwrite=overwrite,
+                   evaluate=evaluate)
     if not (evaluate and rec.eval.enabled and is_main_process()):
         return None
     return write_aggregate(root, {s: r.output_dir for s, r in runs.items()})

@@ -521,22 +521,43 @@ def check_spec(spec: WorldSpec) -> SizeSpec:
 def generate_world(spec: WorldSpec) -> World:
     """Build the whole world in memory (pure: no I/O, no global random state)."""
     size = check_spec(spec)
+    groups = _entities(spec, size)
+    docs, subjects, facts_by_group, names = _documents(spec, groups)
+    qa = _KnowMem(spec, size, groups, docs, subjects)
+    sheets, quarter_docs, quarter_sheets = _question_sheets(spec, docs, subjects, qa.qa_of)
+    data = _splits(docs, sheets, quarter_docs, quarter_sheets, qa)
+    data["facts"] = _facts(facts_by_group, _rng(spec, "facts"))
+    metadata = {
+        "generator": GENERATOR, "version": VERSION, "seed": spec.seed, "size": spec.size,
+        "sizes": asdict(size),
+        "counts": {c: {s: len(rows) for s, rows in splits.items()} for c, splits in data.items()},
+        "chars": {c: {s: sum(len(v) for r in rows for v in r.values() if isinstance(v, str))
+                      for s, rows in splits.items()} for c, splits in data.items()},
+    }
+    return World(spec=spec, data=data, metadata=metadata, entities=names)
+
+
+def _entities(spec: WorldSpec, size: SizeSpec) -> dict[str, dict]:
+    """group -> {"person": [...], "place": [...], "work": [...]}."""
     rng = _rng(spec, "entities")
     namer, years = _Namer(rng), _Years(rng)
     countries = [namer.word(2, COUNTRY_SUFFIXES) for _ in range(6)]
-
     groups: dict[str, dict] = {}
     for g in GROUPS:
         people, places, works = _build_group(getattr(size, g), rng, namer, years, countries)
         groups[g] = {"person": people, "place": places, "work": works}
+    return groups
 
-    # Documents, one per entity, in a shuffled order within each group.
+
+def _documents(spec: WorldSpec, groups: dict):
+    """Documents, one per entity, in a shuffled order within each group: (docs, the subject of
+    each document, facts per group as (subject, relation, template, object), sorted names)."""
     doc_rng = _rng(spec, "documents")
     builders = {"person": _person_doc, "place": _place_doc, "work": _work_doc}
     docs: dict[str, list[str]] = {}
-    facts_by_group: dict[str, list[tuple]] = {}  # group -> (subject, relation, template, obj)
+    facts_by_group: dict[str, list[tuple]] = {}
     names: dict[str, list[str]] = {}
-    subjects: dict[str, list[str]] = {}  # group -> the subject of each document, in order
+    subjects: dict[str, list[str]] = {}
     for g in GROUPS:
         entries = []
         for kind in ("person", "place", "work"):
@@ -552,62 +573,75 @@ def generate_world(spec: WorldSpec) -> World:
         names[g] = sorted([p.name for p in groups[g]["person"]]
                           + [p.name for p in groups[g]["place"]]
                           + [w.title for w in groups[g]["work"]])
+    return docs, subjects, facts_by_group, names
 
-    # knowmem. A ~1M-parameter model cannot learn to answer questions from prose alone, so
-    # every trained or held-out document ends with question-answer lines about its entity, in
-    # the in-context format ("Question: ...\nAnswer: ..."); KnowMem then measures recall of
-    # facts the training text states (docs/world.md). Holdout documents get the same
-    # treatment so that membership inference compares like with like.
-    # Forget answers must not occur in any retain document (the retrain oracle could otherwise
-    # answer them); the demonstrations do not give the evaluation answers away.
-    qa_rng = _rng(spec, "knowmem")
-    owner: dict[str, tuple[str, str]] = {}  # question -> (group, subject)
 
-    def candidates(group_names: tuple[str, ...]) -> list[tuple[str, str]]:
+class _KnowMem:
+    """The knowmem question-answer pairs, appended to the documents they are about.
+
+    A ~1M-parameter model cannot learn to answer questions from prose alone, so every trained
+    or held-out document ends with question-answer lines about its entity, in the in-context
+    format ("Question: ...\nAnswer: ..."); KnowMem then measures recall of facts the training
+    text states (docs/world.md). Holdout documents get the same treatment so that membership
+    inference compares like with like. Forget answers must not occur in any retain document
+    (the retrain oracle could otherwise answer them); the demonstrations do not give the
+    evaluation answers away.
+    """
+
+    def __init__(self, spec: WorldSpec, size: SizeSpec, groups: dict, docs: dict,
+                 subjects: dict):
+        self.rng = _rng(spec, "knowmem")
+        self.size, self.groups, self.docs, self.subjects = size, groups, docs, subjects
+        self.owner: dict[str, tuple[str, str]] = {}  # question -> (group, subject)
+        self.qa_of: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (group, subject) -> qa
+        self.r_icl, self.r_eval = _split_qa(self.candidates(("retain1", "retain2")), self.rng,
+                                            size.n_icl, size.max_qa)
+        self.attach(self.r_icl + self.r_eval)
+        self.retain_docs = docs["retain1"] + docs["retain2"]
+        self.f_icl, self.f_eval = self.selected("forget")
+        self.attach(self.f_icl + self.f_eval)
+        self.attach(sum(self.selected("holdout"), []))  # selected as forget, never evaluated
+
+    def candidates(self, group_names: tuple[str, ...]) -> list[tuple[str, str]]:
         out = []
         for g in group_names:
             for kind in ("person", "place", "work"):
-                for e in groups[g][kind]:
+                for e in self.groups[g][kind]:
                     subject = e.title if kind == "work" else e.name
                     for attr, ans in _qa_candidates(kind, e):
-                        q = qa_rng.choice(QUESTIONS[f"{kind}.{attr}"]).format(s=subject)
-                        owner[q] = (g, subject)
+                        q = self.rng.choice(QUESTIONS[f"{kind}.{attr}"]).format(s=subject)
+                        self.owner[q] = (g, subject)
                         out.append((q, ans))
         return out
 
-    qa_of: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (group, subject) -> pairs
-
-    def attach(pairs: list[tuple[str, str]]) -> None:
+    def attach(self, pairs: list[tuple[str, str]]) -> None:
         lines: dict[tuple[str, str], list[str]] = {}
         for q, a in pairs:
-            qa_of.setdefault(owner[q], []).append((q, a))
+            self.qa_of.setdefault(self.owner[q], []).append((q, a))
             # "\n\n" between blocks: the same separator the KnowMem prompt puts between pairs.
-            lines.setdefault(owner[q], []).append(f"\n\nQuestion: {q}\nAnswer: {a}")
+            lines.setdefault(self.owner[q], []).append(f"\n\nQuestion: {q}\nAnswer: {a}")
         for g in {grp for grp, _ in lines}:
-            docs[g] = [d + "".join(lines.get((g, s), ())) for d, s in zip(docs[g], subjects[g])]
+            self.docs[g] = [d + "".join(lines.get((g, s), ()))
+                            for d, s in zip(self.docs[g], self.subjects[g])]
 
-    r_icl, r_eval = _split_qa(candidates(("retain1", "retain2")), qa_rng, size.n_icl,
-                              size.max_qa)
-    attach(r_icl + r_eval)
-    retain_docs = docs["retain1"] + docs["retain2"]
-
-    def selected(group: str) -> tuple[list, list]:
-        cands = candidates((group,))
+    def selected(self, group: str) -> tuple[list, list]:
+        cands = self.candidates((group,))
         max_n = max(len(_tokens(a)) for _, a in cands)
-        retain_grams = _ngrams(retain_docs, max_n)
+        retain_grams = _ngrams(self.retain_docs, max_n)
         cands = [(q, a) for q, a in cands if _tokens(a) not in retain_grams]
-        return _split_qa(cands, qa_rng, size.n_icl, size.max_qa)
+        return _split_qa(cands, self.rng, self.size.n_icl, self.size.max_qa)
 
-    f_icl, f_eval = selected("forget")
-    attach(f_icl + f_eval)
-    attach(sum(selected("holdout"), []))  # same selection as forget, never evaluated
 
-    # Question sheets. Lines at the end of a document are recalled only after that document's
-    # prose; the KnowMem prompt instead puts ten unrelated pairs before the question. So every
-    # group also gets short sheets of its own pairs in shuffled company (each pair on
-    # SHEET_REPEATS sheets), which teach the small model to answer from the question itself
-    # (measured on the demo: target KnowMem_f 0 -> ~30 with them). Forget sheets are built per
-    # quarter, so that each scal/sust request carries the sheets about its own entities.
+def _question_sheets(spec: WorldSpec, docs: dict, subjects: dict, qa_of: dict):
+    """(sheets per group, forget documents per quarter, forget sheets per quarter).
+
+    Lines at the end of a document are recalled only after that document's prose; the KnowMem
+    prompt instead puts ten unrelated pairs before the question. So every group also gets short
+    sheets of its own pairs in shuffled company (each pair on SHEET_REPEATS sheets), which
+    teach the small model to answer from the question itself (measured on the demo: target
+    KnowMem_f 0 -> ~30 with them). Forget sheets are built per quarter, so that each scal/sust
+    request carries the sheets about its own entities.
+    """
     sheet_rng = _rng(spec, "sheets")
 
     def group_sheets(group: str, subject_list: list[str]) -> list[str]:
@@ -618,10 +652,14 @@ def generate_world(spec: WorldSpec) -> World:
     quarter_sheets = [group_sheets("forget", [s for _, s in q]) for q in forget_quarters]
     sheets = {g: group_sheets(g, subjects[g]) for g in GROUPS if g != "forget"}
     sheets["forget"] = [t for q in quarter_sheets for t in q]
+    return sheets, quarter_docs, quarter_sheets
 
+
+def _splits(docs: dict, sheets: dict, quarter_docs: list, quarter_sheets: list,
+            qa: _KnowMem) -> dict[str, dict[str, list[dict]]]:
+    """Every config/split of the world but `facts`."""
     data: dict[str, dict[str, list[dict]]] = {}
     data["raw"] = {g: [{"text": t} for t in docs[g] + sheets[g]] for g in GROUPS}
-
     # verbmem: the first half of each forget document's words, and the rest as ground truth.
     verb = []
     for t in docs["forget"]:
@@ -629,10 +667,8 @@ def generate_world(spec: WorldSpec) -> World:
         cut = starts[len(starts) // 2]
         verb.append({"prompt": t[:cut].rstrip(), "gt": t[cut:]})
     data["verbmem"] = {"forget": verb}
-
-    data["knowmem"] = {"forget_qa": _rows_qa(f_eval), "retain_qa": _rows_qa(r_eval),
-                       "forget_qa_icl": _rows_qa(f_icl), "retain_qa_icl": _rows_qa(r_icl)}
-
+    data["knowmem"] = {"forget_qa": _rows_qa(qa.f_eval), "retain_qa": _rows_qa(qa.r_eval),
+                       "forget_qa_icl": _rows_qa(qa.f_icl), "retain_qa_icl": _rows_qa(qa.r_icl)}
     # privleak: MUSE uses equally many forget, retain and holdout texts; retain alternates
     # between the two retain groups.
     n_priv = len(docs["forget"])
@@ -640,23 +676,12 @@ def generate_world(spec: WorldSpec) -> World:
     data["privleak"] = {"forget": [{"text": t} for t in docs["forget"]],
                         "retain": [{"text": t} for t in interleaved[:n_priv]],
                         "holdout": [{"text": t} for t in docs["holdout"]]}
-
     data["scal"] = {f"forget_{k + 1}": [{"text": t} for q in quarter_docs[:k + 1] for t in q]
                     + [{"text": t} for q in quarter_sheets[:k + 1] for t in q]
                     for k in range(N_QUARTERS)}
     data["sust"] = {f"forget_{k + 1}": [{"text": t} for t in quarter_docs[k] + quarter_sheets[k]]
                     for k in range(N_QUARTERS)}
-
-    data["facts"] = _facts(facts_by_group, _rng(spec, "facts"))
-
-    metadata = {
-        "generator": GENERATOR, "version": VERSION, "seed": spec.seed, "size": spec.size,
-        "sizes": asdict(size),
-        "counts": {c: {s: len(rows) for s, rows in splits.items()} for c, splits in data.items()},
-        "chars": {c: {s: sum(len(v) for r in rows for v in r.values() if isinstance(v, str))
-                      for s, rows in splits.items()} for c, splits in data.items()},
-    }
-    return World(spec=spec, data=data, metadata=metadata, entities=names)
+    return data
 
 
 def _facts(facts_by_group: dict, rng: Random) -> dict[str, list[dict]]:

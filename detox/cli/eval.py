@@ -33,7 +33,7 @@ def refs_of_row(row: dict) -> list[str]:
 
 def load_references(path: str, records) -> list[list[str]]:
     """One reference list per record, matched by `id`, else by source text, else by order."""
-    from detox.fewshot import read_rows
+    from detox.rewrite.fewshot import read_rows
     from detox.io import id_key
 
     p = Path(path)
@@ -104,14 +104,10 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     STA (non-toxicity), SIM (similarity to the input), FL (fluency), the joint scores
     j_paradetox / j_clef2024 / j_bin_chrf, and with references chrF, BLEU and ROUGE-L.
     """
-    from detox import io
-    from detox.cli.rewrite import load_rewrite_recipe
+    from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox import joint
     from eval.detox.scorers import Scorers
-    from eval.report import (library_versions, machine_info, markdown_table, write_json,
-                             atomic_write_text)
     from lethe.locks import lock_output
-    from lethe.recipe import to_dict
 
     if list_metrics:
         for name, m in sorted(joint.METRICS.items()):
@@ -124,17 +120,7 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     out_dir = Path(report_dir) if report_dir else path.with_name(path.stem + ".eval")
     lock_output(out_dir, "report directory")
     rows = read_rewrites(path, output_file)
-    if references:
-        refs = load_references(references, rows)
-    elif any(refs_of_row(r.extra) for r in rows):
-        refs = [refs_of_row(r.extra) for r in rows]
-    else:
-        refs = None
-    if refs is not None:
-        empty = next((r for r, x in zip(rows, refs) if not x), None)
-        if empty is not None:
-            raise LetheError(f"line {empty.line} (id {io.id_key(empty.id)}) has no reference; "
-                             f"every line needs one for the reference metrics")
+    refs = _references(rows, references)
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else \
         list(joint.default_metrics(refs is not None))
     names = joint.check_metrics(names, refs is not None)
@@ -144,23 +130,52 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
                              Scorers.from_config(recipe.scorers))
     summary, per_ex = joint.evaluate(comps, names)
     elapsed = time.perf_counter() - start
-
     results = {"file": str(path), "n": len(rows), "references": references or (
         "per-line 'references' field" if refs is not None else None), "metrics": summary,
-        "scorers": to_dict(recipe.scorers), "elapsed_s": round(elapsed, 2),
-        "versions": library_versions(), "machine": machine_info()}
+        "scorers": recipe.scorers, "elapsed_s": round(elapsed, 2)}
+    table = _write_report(out_dir, results, names, rows, per_ex if per_example else None)
+    click.echo(table, nl=False)
+    click.echo(f"detox eval: {len(rows)} line(s) scored in {elapsed:.1f} s -> {out_dir}/",
+               err=True)
+
+
+def _references(rows, references: str | None) -> list[list[str]] | None:
+    """One reference list per row (from --references, else the rows' own fields), or None."""
+    from detox import io
+
+    if references:
+        refs = load_references(references, rows)
+    elif any(refs_of_row(r.extra) for r in rows):
+        refs = [refs_of_row(r.extra) for r in rows]
+    else:
+        return None
+    empty = next((r for r, x in zip(rows, refs) if not x), None)
+    if empty is not None:
+        raise LetheError(f"line {empty.line} (id {io.id_key(empty.id)}) has no reference; "
+                         f"every line needs one for the reference metrics")
+    return refs
+
+
+def _write_report(out_dir: Path, results: dict, names, rows, per_ex) -> str:
+    """results.json, results.md (+ per_example.jsonl); returns the Markdown table."""
+    from eval.detox import joint
+    from lethe.recipe import to_dict
+    from lethe.report import atomic_write_text, library_versions, machine_info, \
+        markdown_table, write_json
+
+    results = dict(results, scorers=to_dict(results["scorers"]), versions=library_versions(),
+                   machine=machine_info())
     write_json(out_dir / "results.json", results)
+    summary = results["metrics"]
     table = markdown_table(["metric", "value", "what"],
                            [[n, summary[n], joint.METRICS[n].doc] for n in names], digits=3)
-    atomic_write_text(out_dir / "results.md", f"# detox eval: {path.name} ({len(rows)} lines)"
-                                              f"\n\n{table}")
-    if per_example:
+    atomic_write_text(out_dir / "results.md", f"# detox eval: {Path(results['file']).name} "
+                                              f"({len(rows)} lines)\n\n{table}")
+    if per_ex is not None:
         lines = []
         for i, r in enumerate(rows):
             obj = {"id": r.id, "rewrite": r.extra["rewrite"]}
             obj.update({n: round(v[i], 6) for n, v in per_ex.items()})
             lines.append(json.dumps(obj, ensure_ascii=False))
         atomic_write_text(out_dir / "per_example.jsonl", "\n".join(lines) + "\n")
-    click.echo(table, nl=False)
-    click.echo(f"detox eval: {len(rows)} line(s) scored in {elapsed:.1f} s -> {out_dir}/",
-               err=True)
+    return table

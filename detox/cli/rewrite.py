@@ -14,64 +14,6 @@ import click
 log = logging.getLogger(__name__)
 
 
-def load_rewrite_recipe(path: str | None, overrides=()):
-    """The recipe at `path`, or the built-in default (the schema's defaults) plus overrides.
-
-    `--set a.name=other` switching a registry section to another entry starts that section
-    afresh (the old entry's keys would be unknown to the new one).
-    """
-    from detox.recipe import RewriteRecipe
-    from lethe.recipe import apply_overrides, build, parse_override, read_yaml, to_dict
-
-    raw = read_yaml(path) if path else to_dict(RewriteRecipe())
-    for text in overrides:
-        parts, value = parse_override(text)
-        if parts[-1] == "name" and len(parts) > 1:
-            _switch_section(RewriteRecipe, raw, parts[:-1], value)
-        raw = apply_overrides(raw, RewriteRecipe, [text])
-    return build(RewriteRecipe, raw, source=path or "the default recipe")
-
-
-def _switch_section(schema, raw: dict, parts: list[str], name) -> None:
-    """Replace registry section `parts` of `raw` by the defaults of entry `name`, if it changes."""
-    import dataclasses
-    import typing
-
-    from lethe.recipe import to_dict
-
-    cls, node = schema, raw
-    for depth, part in enumerate(parts):
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in fields or not isinstance(node, dict):
-            return  # not a known section: apply_overrides reports it
-        f, sub = fields[part], node.get(part)
-        registry = f.metadata.get("registry")
-        if depth == len(parts) - 1:
-            if registry is None or (isinstance(sub, dict) and sub.get("name") == name):
-                return
-            try:
-                entry = registry(name)
-            except KeyError:
-                return  # build() names the valid entries
-            try:
-                node[part] = to_dict(entry())
-            except (TypeError, ValueError):  # an entry with required fields starts bare
-                node[part] = {"name": name}
-            return
-        sub = sub if isinstance(sub, dict) else {}
-        if registry is not None:
-            current = sub.get("name") or f.default_factory().name
-            try:
-                cls = registry(current)
-            except KeyError:
-                return
-        else:
-            cls = typing.get_type_hints(cls)[part]
-            if not dataclasses.is_dataclass(cls):
-                return
-        node = sub
-
-
 def output_record(rec, result, with_scores: bool) -> dict:
     out = {"id": rec.id, "text": rec.text}
     if rec.context:
@@ -109,6 +51,7 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
     """
     from detox import io
     from detox.preflight import check_rewrite, check_rewrite_input
+    from detox.rewrite.recipe import load_rewrite_recipe
     from lethe.locks import lock_output
     from lethe.preflight import Preflight
     from lethe.recipe import dump_yaml
@@ -152,11 +95,10 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
 def _run(recipe, path: Path, done: set[str], todo: int, output: str, overwrite: bool,
          with_scores: bool) -> int:
     from detox import io
-    from detox.recipe import BestOfNConfig
-    from detox.rewriters import build_rewriter
+    from detox.rewrite.rewriters import build_rewriter
     from eval.detox.scorers import Scorers
 
-    need_scorers = with_scores or isinstance(recipe.rewriter, BestOfNConfig)
+    need_scorers = with_scores or getattr(recipe.rewriter, "needs_scorers", False)
     scorers = Scorers.from_config(recipe.scorers) if need_scorers else None
     rewriter = build_rewriter(recipe.rewriter, recipe, scorers)
     if overwrite and output != "-":
@@ -178,7 +120,7 @@ def stream(rewriter, records, writer, window: int, total: int | None = None,
     from tqdm import tqdm
 
     from detox import io
-    from detox.rewriters import Item, add_scores
+    from detox.rewrite.rewriters import Item, add_scores
 
     # tqdm shows s/it below 1 it/s; the postfix always gives lines/s
     bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "

@@ -41,9 +41,9 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
 def train(recipe, overrides, dry_run, resume, overwrite):
     from detox.preflight import preflight_train
-    from detox.rl import dry_run as resolve
-    from detox.rl import run
-    from detox.train_recipe import load_train_recipe
+    from detox.train.runner import dry_run as resolve
+    from detox.train.runner import run
+    from detox.train.recipe import load_train_recipe
     from lethe.locks import lock_output
 
     r = load_train_recipe(recipe, overrides)

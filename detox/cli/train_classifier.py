@@ -31,7 +31,7 @@ fold0.0 column). Example:
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output_dir.")
 def train_classifier(recipe, overrides, dry_run, resume, overwrite):
     from detox.preflight import preflight_classifier
-    from detox.train_recipe import load_classifier_recipe
+    from detox.train.recipe import load_classifier_recipe
 
     r = load_classifier_recipe(recipe, overrides)
     if dry_run:
@@ -44,7 +44,7 @@ def train_classifier(recipe, overrides, dry_run, resume, overwrite):
     if dry_run:
         click.echo(checked.report(), nl=False)
         return
-    from detox.classifier import train_classifier as run
+    from detox.train.classifier import train_classifier as run
     res = run(r, resume=resume or False)
     if "test" in res:
         t = res["test"]

@@ -2,7 +2,7 @@
 
 Definitions (docs/editing.md, "Metrics", has the same with examples):
 - p(a | x): teacher-forced probability of the whole answer a after prompt x, the product of
-  its tokens' probabilities (tokenised by `eval.attacks.scoring.encode_pair`).
+  its tokens' probabilities (tokenised by `lethe.lm.encode_pair`).
 - Rewrite score, erasure form: mean over forget facts of max(0, (p_before − p_after) / p_before)
   with p = p(target_true | prompt) under the unedited (base) and edited models. 1 = erased.
 - Rewrite score, injection form (facts with `target_new`): fraction of facts where, after the

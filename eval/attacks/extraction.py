@@ -18,17 +18,17 @@ Every attack works on any causal LM checkpoint: nothing here knows how it was ed
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
 from lethe.errors import LetheError
 from lethe.recipe import nearest
-from eval.attacks.logit_lens import (LensLayout, iter_prompt_lens, lens_layout, num_layers,
-                                     resolve_layers)
-from eval.attacks.scoring import (encode_pair, encode_prompt, fill, leading_space_tokens,
-                                  model_device, pad_id_of)
+from lethe.lens import LensLayout, iter_prompt_lens, lens_layout, num_layers, resolve_layers
+from eval.attacks.scoring import fill
+from lethe.lm import (encode_pair, encode_prompt, leading_space_tokens, model_device, pad_id,
+                      pad_left)
 
 
 @dataclass
@@ -185,60 +185,62 @@ def input_rephrasing(model, tok, prompt_sets: Sequence[Sequence[str]], answers: 
     if samples < 1 or temperature <= 0:
         raise LetheError(f"rephrase attack: samples ({samples}) must be >= 1 and temperature "
                          f"({temperature}) > 0")
-    device = model_device(model)
-    pad = pad_id_of(tok)
     success: list[bool] = []
     details: list[dict] = []
-    per_fact_rows = [len(s) * samples for s in prompt_sets]
-    i = 0
-    while i < len(prompt_sets):
-        # whole facts per batch, about batch_size rows
-        j, rows = i, 0
-        while j < len(prompt_sets) and (j == i or rows + per_fact_rows[j] <= batch_size):
-            rows += per_fact_rows[j]
-            j += 1
-        seqs, owner, lengths = [], [], {}
-        for f in range(i, j):
-            if not prompt_sets[f]:
-                raise LetheError(f"rephrase attack: fact {f} has no prompts")
-            lengths[f] = max(len(encode_pair(tok, p, answers[f])[1]) for p in prompt_sets[f])
-            for p in prompt_sets[f]:
-                for _ in range(samples):
-                    seqs.append(encode_prompt(tok, p))
-                    owner.append(f)
-        generated = [[] for _ in seqs]
-        gens = {f: torch.Generator(device=device).manual_seed(seed * 1_000_003 + f)
-                for f in range(i, j)}
-        for _ in range(max(lengths.values())):
-            cur = [s + g for s, g in zip(seqs, generated)]
-            width = max(len(c) for c in cur)
-            ids = torch.full((len(cur), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(cur), width), dtype=torch.long)
-            for r, c in enumerate(cur):  # left padding: every row's last token is at -1
-                ids[r, width - len(c):] = torch.tensor(c)
-                mask[r, width - len(c):] = 1
-            ids, mask = ids.to(device), mask.to(device)
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(input_ids=ids, attention_mask=mask,
-                           position_ids=position_ids).logits[:, -1]  # (R, V)
-            for f in range(i, j):
-                rows_f = [r for r in range(len(cur)) if owner[r] == f]
-                nxt = _sample_next(logits[rows_f], temperature, top_k, gens[f])
-                for r, t in zip(rows_f, nxt.tolist()):
-                    generated[r].append(t)
-        for f in range(i, j):
-            cands = [tok.decode(generated[r][:lengths[f]], skip_special_tokens=True)
-                     for r in range(len(seqs)) if owner[r] == f]
+    for facts in _fact_batches([len(s) * samples for s in prompt_sets], batch_size):
+        for f, cands in _sample_answers(model, tok, prompt_sets, answers, facts, samples, seed,
+                                        temperature, top_k).items():
             want = _normalise(answers[f])
             hit = [c for c in cands if _normalise(c).startswith(want)]
             success.append(bool(hit))
             details.append({"budget": len(cands), "hits": len(hit), "candidates": cands})
-        i = j
     n_max = max((len(s) for s in prompt_sets), default=0)
     return AttackResult("rephrase", rephrase_budget(n_max, samples), success,
                         params={"samples": samples, "prompts_per_fact": n_max, "seed": seed,
                                 "temperature": temperature, "top_k": top_k},
                         details=details)
+
+
+def _fact_batches(rows_per_fact: list[int], batch_size: int):
+    """Ranges of whole facts with about `batch_size` rows each (at least one fact)."""
+    i = 0
+    while i < len(rows_per_fact):
+        j, rows = i, 0
+        while j < len(rows_per_fact) and (j == i or rows + rows_per_fact[j] <= batch_size):
+            rows += rows_per_fact[j]
+            j += 1
+        yield range(i, j)
+        i = j
+
+
+def _sample_answers(model, tok, prompt_sets, answers, facts: range, samples: int, seed: int,
+                    temperature: float, top_k: int) -> dict[int, list[str]]:
+    """{fact: its sampled continuations}, each as long as the fact's answer. Every fact draws
+    from its own generator seeded by (seed, fact), so results do not depend on batching."""
+    device = model_device(model)
+    seqs, owner, lengths = [], [], {}
+    for f in facts:
+        if not prompt_sets[f]:
+            raise LetheError(f"rephrase attack: fact {f} has no prompts")
+        lengths[f] = max(len(encode_pair(tok, p, answers[f])[1]) for p in prompt_sets[f])
+        for p in prompt_sets[f]:
+            seqs += [encode_prompt(tok, p)] * samples
+            owner += [f] * samples
+    generated = [[] for _ in seqs]
+    gens = {f: torch.Generator(device=device).manual_seed(seed * 1_000_003 + f) for f in facts}
+    rows_of = {f: [r for r in range(len(seqs)) if owner[r] == f] for f in facts}
+    for _ in range(max(lengths.values())):
+        # left padding: every row's last token is at -1; positions come from the mask
+        ids, mask = pad_left([s + g for s, g in zip(seqs, generated)], pad_id(tok), device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask,
+                       position_ids=position_ids).logits[:, -1]  # (R, V)
+        for f in facts:
+            nxt = _sample_next(logits[rows_of[f]], temperature, top_k, gens[f])
+            for r, t in zip(rows_of[f], nxt.tolist()):
+                generated[r].append(t)
+    return {f: [tok.decode(generated[r][:lengths[f]], skip_special_tokens=True)
+                for r in rows_of[f]] for f in facts}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +312,3 @@ def run_attack(name: str, model, tok, facts: list[dict], params: AttackParams) -
         raise LetheError(f"unknown attack '{name}'{nearest(name, ATTACKS)}; valid: "
                          f"{', '.join(sorted(ATTACKS))}")
     return ATTACKS[name](model, tok, facts, params)
-
-
-def params_dict(params: AttackParams) -> dict:
-    return asdict(params)

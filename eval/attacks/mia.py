@@ -6,7 +6,7 @@ members labelled 1 (`sklearn.metrics.roc_auc_score`), so a model that memorised 
 gives AUC ≈ 0, a model that never saw either group AUC ≈ 0.5. This is the convention behind
 MUSE's PrivLeak (its AUC of forget vs holdout under Min-40% is ≈ 0 for the target model).
 
-Scores (logprobs = log p(x_t | x_<t) for t ≥ 1, see `eval.lm.LM.token_scores`):
+Scores (logprobs = log p(x_t | x_<t) for t ≥ 1, see `lethe.lm.LM.token_scores`):
 - `loss`       mean negative log-likelihood, −mean(logprobs) (Yeom et al. 2018).
 - `zlib`       loss / (bytes of zlib-compressed UTF-8 text) (Carlini et al. 2021, "zlib ratio").
 - `lowercase`  loss(text) / loss(text.lower()) (Carlini et al. 2021, "lowercase ratio").
@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from eval.lm import TokenScores
+from lethe.lm import TokenScores
 
 SIGMA_FLOOR = 1e-6  # σ_t of a (near-)deterministic next-token distribution; avoids 0/0
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from eval.detox.registry import Need, batches, register, resolve_device
+import numpy as np
+
+from eval.detox.registry import Need, register
 from eval.detox.toxicity import HFClassifierProb
 
 
@@ -47,14 +49,13 @@ class PerplexityFluency:
         self.max_length = max_length
         self.dtype = dtype
         self.start_token = start_token
-        self._model = self._tokenizer = self._start = None
+        self._lm = self._start = None
 
     def _load(self):
-        from lethe.loading import load_model, load_tokenizer
+        from lethe.lm import LM
 
-        model = load_model(self.model_spec, dtype=self.dtype)
-        self._model = model.to(resolve_device(self.device)).eval()
-        self._tokenizer = load_tokenizer(self.model_spec, padding_side="right")
+        self._lm = LM.load(self.model_spec, dtype=self.dtype, device=self.device,
+                           progress=False)
 
     def start_id(self, tok) -> int:
         """The token texts are scored after: `start_token` if the vocabulary has it as one token,
@@ -68,38 +69,16 @@ class PerplexityFluency:
 
     def nll(self, texts: list[str]) -> list[float]:
         """Mean NLL (nats/token) of each text given one start token; inf for an empty text."""
-        import torch
-
-        if self._model is None:
+        if self._lm is None:
             self._load()
-        tok = self._tokenizer
+        tok = self._lm.tokenizer
         if self._start is None:
             self._start = self.start_id(tok)
-        start = self._start
-        device = next(self._model.parameters()).device
-        out: list[float] = []
-        for chunk in batches(list(texts), self.batch_size):
-            ids = [[start] + tok(t, add_special_tokens=False)["input_ids"][:self.max_length]
-                   for t in chunk]
-            width = max(len(x) for x in ids)
-            input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(ids), width), dtype=torch.long)
-            for i, row in enumerate(ids):
-                input_ids[i, :len(row)] = torch.tensor(row)
-                mask[i, :len(row)] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            with torch.no_grad():
-                logits = self._model(input_ids=input_ids, attention_mask=mask).logits.float()
-            # token t+1 is predicted from position t: (B, T-1, V) against (B, T-1)
-            logp = logits[:, :-1].log_softmax(-1)
-            target = input_ids[:, 1:]
-            tok_nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-            m = mask[:, 1:].float()
-            count = m.sum(1)
-            mean = (tok_nll * m).sum(1) / count.clamp(min=1)
-            out.extend(float(v) if c > 0 else math.inf for v, c in zip(mean.tolist(),
-                                                                       count.tolist()))
-        return out
+        ids = [[self._start] + tok(t, add_special_tokens=False)["input_ids"][:self.max_length]
+               for t in texts]
+        scores = self._lm.score_ids(ids, self.batch_size)  # token t+1 predicted from position t
+        return [float(-s.logprobs.astype(np.float64).mean()) if len(s.logprobs) else math.inf
+                for s in scores]
 
     def score(self, texts: list[str], sources: list[str] | None = None) -> list[float]:
         if not texts:

@@ -9,11 +9,12 @@ Three kinds of scorer, each a small object with one batch method
 - ``fl``: fluency.
 
 A scorer is described by a frozen config dataclass (its constructor arguments plus ``name``)
-registered with ``@register(kind, name, scorer_cls)`` beside the scorer class. ``create(cfg)``
-builds the scorer; models are loaded on the first ``score`` call, never at construction or
-import. The same scorers rank best-of-n candidates, fill ``detox eval`` reports and serve as RL
-rewards. A config's ``needs()`` declares the models (or package) its scorer will load, so a
-command's preflight checks them before any work.
+registered with ``@register(kind, name, scorer_cls)`` beside the scorer class; every module of
+``eval.detox`` is imported before a registry is read, so a new scorer is one new file.
+``create(cfg)`` builds the scorer; models are loaded on the first ``score`` call, never at
+construction or import. The same scorers rank best-of-n candidates, fill ``detox eval``
+reports and serve as RL rewards. A config's ``needs()`` declares the models (or package) its
+scorer will load, so a command's preflight checks them before any work.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Protocol
+
+from lethe.recipe import registry_field
+from lethe.registry import discover
 
 KINDS = ("sta", "sim", "fl")
 
@@ -65,19 +69,24 @@ def needs(cfg) -> list[Need]:
     return list(declared()) if declared is not None else []
 
 
+def scorer_configs(kind: str) -> dict[str, type]:
+    """name -> config dataclass of every scorer of `kind` (the modules of eval.detox imported)."""
+    discover("eval.detox")
+    return SCORERS[kind]
+
+
+def scorer_field(kind: str, default: str, **kwargs):
+    """A recipe section whose `name:` picks a scorer of `kind` (its config's fields are the
+    rest of the mapping); by default scorer `default` with `kwargs`."""
+    return registry_field(lambda name: scorer_configs(kind)[name],
+                          lambda: sorted(scorer_configs(kind)),
+                          default_factory=lambda: scorer_configs(kind)[default](**kwargs))
+
+
 def create(cfg) -> Scorer:
     """Build the scorer a config describes (no model is loaded yet)."""
     kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "name"}
     return type(cfg).scorer_cls(**kwargs)
-
-
-def resolve_device(device: str) -> str:
-    """`auto` picks the first accelerator torch sees, else the CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def batches(items: list, size: int):

@@ -17,29 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from eval.detox import fluency, similarity, toxicity  # noqa: F401  (fill the registries)
-from eval.detox.registry import KINDS, SCORERS, create
-from lethe.recipe import registry_field
-
-
-def _lookup(kind):
-    return lambda name: SCORERS[kind][name]
-
-
-def _names(kind):
-    return lambda: sorted(SCORERS[kind])
+from eval.detox.registry import KINDS, create, scorer_field
 
 
 @dataclass(frozen=True)
 class ScorersConfig:
-    # STA: probability of being non-toxic (profanity | classifier)
-    sta: Any = registry_field(_lookup("sta"), _names("sta"),
-                              default_factory=toxicity.ProfanityConfig)
-    # SIM: similarity of a rewrite to its source (embedding | bertscore)
-    sim: Any = registry_field(_lookup("sim"), _names("sim"),
-                              default_factory=similarity.EmbeddingSimConfig)
-    # FL: fluency (perplexity | classifier)
-    fl: Any = registry_field(_lookup("fl"), _names("fl"), default_factory=fluency.PerplexityConfig)
+    sta: Any = scorer_field("sta", "profanity")  # STA: P(non-toxic) (profanity | classifier)
+    sim: Any = scorer_field("sim", "embedding")  # SIM: rewrite vs source (embedding | bertscore)
+    fl: Any = scorer_field("fl", "perplexity")  # FL: fluency (perplexity | classifier)
 
 
 @dataclass

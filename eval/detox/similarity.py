@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.detox.registry import Need, batches, register, resolve_device
+from eval.detox.registry import Need, batches, register
+from lethe.lm import pick_device
 from lethe.errors import LetheError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -82,7 +83,7 @@ class SentenceEmbedder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            self._model = SentenceTransformer(src.path, device=resolve_device(self.device))
+            self._model = SentenceTransformer(src.path, device=str(pick_device(self.device)))
         except OSError as err:
             raise LetheError(f"could not load embedding model {self.model_spec}: "
                              f"{str(err).splitlines()[0]} (pass a local path offline)") from None
@@ -154,7 +155,7 @@ class BertScoreSimilarity:
         except OSError as err:
             raise LetheError(f"could not load BERTScore model {self.model_spec}: "
                              f"{str(err).splitlines()[0]}") from None
-        self._model = model.to(resolve_device(self.device)).eval()
+        self._model = model.to(pick_device(self.device)).eval()
         self._tokenizer = load_tokenizer(self.model_spec)
 
     def token_embeddings(self, texts: list[str]) -> list[np.ndarray]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eval.detox.registry import Need, batches, register, resolve_device
+from eval.detox.registry import Need, batches, register
+from lethe.lm import load_for_inference
 from lethe.errors import LetheError
 
 
@@ -64,10 +65,11 @@ class HFClassifierProb:
         self._model = self._tokenizer = self._index = None
 
     def _load(self):
-        from lethe.loading import load_model, load_tokenizer
+        from lethe.loading import load_tokenizer
 
-        model = load_model(self.model_spec, dtype="float32", task="sequence-classification")
-        self._model = model.to(resolve_device(self.device)).eval()
+        model = load_for_inference(self.model_spec, dtype="float32", device=self.device,
+                                   task="sequence-classification")
+        self._model = model
         self._tokenizer = load_tokenizer(self.model_spec)
         self._index = self.label_index(model.config.id2label, self.label, self.model_spec)
 

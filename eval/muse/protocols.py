@@ -62,18 +62,3 @@ def protocol_steps(name: str, data: str, labels: Sequence[str], *,
         steps.append({"step": i, "label": label, "split": f"{proto.name}/forget_{i}",
                       "n_texts": len(ds), "n_words": words, "n_words_cumulative": words_so_far})
     return steps
-
-
-def tabulate(results: dict) -> list[dict]:
-    """Per step: the step record plus {metric: value, ci} of its checkpoint."""
-    proto = results.get("protocol")
-    if not proto:
-        return []
-    by_label = {m["label"]: m for m in results["models"]}
-    rows = []
-    for step in proto["steps"]:
-        scores = by_label.get(step["label"], {}).get("scores", {})
-        rows.append(dict(step, values={k: {"value": s["value"],
-                                           "ci": [s["ci_low"], s["ci_high"]]}
-                                       for k, s in scores.items()}))
-    return rows

@@ -3,7 +3,8 @@
 A metric module defines a plain function with named inputs (e.g.
 `verbmem(lm, prompts, gts, *, max_new_tokens)`) and registers a small adapter with
 `@register_metric(...)` that pulls those inputs out of the benchmark tables. The suite looks
-metrics up in `METRICS`; nothing branches on metric names.
+metrics up through `metrics()`, which first imports every module of `eval.muse` (so a new
+metric is one new file there); nothing branches on metric names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from lethe.errors import LetheError
+from lethe.registry import discover
 
 # Desired direction of a criterion, and the arrow results.md prints beside its name.
 ARROWS = {"down": "↓", "up": "↑", "zero": "→0"}
@@ -66,7 +68,7 @@ class Split:
 class MetricContext:
     """Everything a registered metric may use for one model."""
 
-    lm: Any  # eval.lm.LM
+    lm: Any  # lethe.lm.LM
     tables: Mapping[str, Mapping[str, list]]  # "config/split" -> {column: values}
     settings: SuiteSettings
     reference: Any = None  # privleak's retrain reference (eval.muse.privleak.RetrainReference)
@@ -101,3 +103,9 @@ def register_metric(name: str, *, title: str, criterion: str, direction: str,
                                needs_reference)
         return fn
     return deco
+
+
+def metrics() -> dict[str, Metric]:
+    """name -> Metric for every registered metric (the modules of eval.muse imported first)."""
+    discover("eval.muse")
+    return METRICS

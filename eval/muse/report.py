@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eval.muse.protocols import PROTOCOLS
-from eval.report import atomic_write_text, markdown_table, save_figure, write_json
+from lethe.report import atomic_write_text, markdown_table, save_figure, write_json
 
 ROLE_COLORS = {"target": "#7f7f7f", "model": "#1f77b4", "retrain": "#2ca02c"}
 IDEAL_LINE = {"zero": 0.0}  # criteria with a fixed ideal value get a solid line there
@@ -77,46 +77,15 @@ def plot_results(results: dict):
     fig = Figure(figsize=(max(3.4 * len(metrics), 4.0), 3.6))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     proto = results.get("protocol")
-    step_labels = [s["label"] for s in proto["steps"]] if proto else []
     for ax, m in zip(axes, metrics):
         info = results["criteria"][m]
         ax.set_title(info["column"], fontsize=10)
         refs = {r["role"]: r["scores"].get(m, {}).get("value") for r in rows
                 if r["role"] in ("target", "retrain")}
         if proto:
-            by_label = {r["label"]: r for r in rows}
-            xs, ys, lo, hi = [], [], [], []
-            for i, label in enumerate(step_labels):
-                sc = by_label.get(label, {}).get("scores", {}).get(m)
-                if sc and sc.get("value") is not None:
-                    xs.append(i)
-                    ys.append(sc["value"])
-                    lo.append(sc["value"] - (sc["ci_low"] if sc["ci_low"] is not None
-                                             else sc["value"]))
-                    hi.append((sc["ci_high"] if sc["ci_high"] is not None else sc["value"])
-                              - sc["value"])
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color=ROLE_COLORS["model"],
-                        capsize=3)
-            key = "n_words_cumulative" if PROTOCOLS[proto["name"]].cumulative else "n_words"
-            ax.set_xticks(range(len(step_labels)))
-            ax.set_xticklabels([f"{s['label']}\n{s[key]} words" for s in proto["steps"]],
-                               fontsize=7)
-            ax.set_xlabel(PROTOCOLS[proto["name"]].x_label, fontsize=8)
+            _plot_steps(ax, rows, m, proto)
         else:
-            for i, r in enumerate(rows):
-                sc = r["scores"].get(m)
-                if not sc or sc.get("value") is None:
-                    continue
-                v = sc["value"]
-                err = None
-                if sc.get("ci_low") is not None and sc.get("ci_high") is not None:
-                    err = [[v - sc["ci_low"]], [sc["ci_high"] - v]]
-                bars = ax.bar(i, v, yerr=err, color=ROLE_COLORS.get(r["role"], "#1f77b4"),
-                              capsize=3, width=0.7)
-                ax.bar_label(bars, labels=[f"{v:.1f}"], fontsize=7, padding=2)
-            ax.set_xticks(range(len(rows)))
-            ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right",
-                               fontsize=8)
+            _plot_bars(ax, rows, m)
         for role in ("target", "retrain"):
             if refs.get(role) is not None:
                 ax.axhline(refs[role], color=ROLE_COLORS[role], linestyle="--", linewidth=1,
@@ -133,6 +102,44 @@ def plot_results(results: dict):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _plot_steps(ax, rows, m: str, proto: dict) -> None:
+    """A protocol's panel: metric `m` of each step's checkpoint, with its CI, along the steps."""
+    step_labels = [s["label"] for s in proto["steps"]]
+    by_label = {r["label"]: r for r in rows}
+    xs, ys, lo, hi = [], [], [], []
+    for i, label in enumerate(step_labels):
+        sc = by_label.get(label, {}).get("scores", {}).get(m)
+        if sc and sc.get("value") is not None:
+            xs.append(i)
+            ys.append(sc["value"])
+            lo.append(sc["value"] - (sc["ci_low"] if sc["ci_low"] is not None
+                                     else sc["value"]))
+            hi.append((sc["ci_high"] if sc["ci_high"] is not None else sc["value"])
+                      - sc["value"])
+    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color=ROLE_COLORS["model"], capsize=3)
+    key = "n_words_cumulative" if PROTOCOLS[proto["name"]].cumulative else "n_words"
+    ax.set_xticks(range(len(step_labels)))
+    ax.set_xticklabels([f"{s['label']}\n{s[key]} words" for s in proto["steps"]], fontsize=7)
+    ax.set_xlabel(PROTOCOLS[proto["name"]].x_label, fontsize=8)
+
+
+def _plot_bars(ax, rows, m: str) -> None:
+    """One bar per model row (coloured by role) with its CI whiskers and value."""
+    for i, r in enumerate(rows):
+        sc = r["scores"].get(m)
+        if not sc or sc.get("value") is None:
+            continue
+        v = sc["value"]
+        err = None
+        if sc.get("ci_low") is not None and sc.get("ci_high") is not None:
+            err = [[v - sc["ci_low"]], [sc["ci_high"] - v]]
+        bars = ax.bar(i, v, yerr=err, color=ROLE_COLORS.get(r["role"], "#1f77b4"), capsize=3,
+                      width=0.7)
+        ax.bar_label(bars, labels=[f"{v:.1f}"], fontsize=7, padding=2)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=8)
 
 
 def _set_limits(ax, rows, metric: str, direction: str) -> None:

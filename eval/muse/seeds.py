@@ -117,7 +117,7 @@ def plot(agg: dict):
 
 def write_seed_report(agg: dict, out_dir: str | Path) -> dict[str, Path]:
     """results.json, results.md and results.png of the seed aggregate into `out_dir`."""
-    from eval.report import atomic_write_text, save_figure, write_json
+    from lethe.report import atomic_write_text, save_figure, write_json
 
     import matplotlib.pyplot as plt
 

@@ -27,16 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from eval.lm import LM
-from eval.muse import knowmem as _knowmem  # noqa: F401  (registers knowmem_f, knowmem_r)
-from eval.muse import privleak as _privleak  # noqa: F401  (registers privleak)
-from eval.muse import verbmem as _verbmem  # noqa: F401  (registers verbmem_f)
 from eval.muse.privleak import RetrainReference, resolve_retrain_auc
 from eval.muse.protocols import protocol_steps
-from eval.muse.registry import METRICS, MetricContext, SuiteSettings
-from eval.report import library_versions, machine_info
+from eval.muse.registry import MetricContext, SuiteSettings
+from eval.muse.registry import metrics as registered
 from lethe.errors import LetheError
+from lethe.lm import LM
 from lethe.loading import TABLE_FORMATS, load_table
+from lethe.report import library_versions, machine_info
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +55,26 @@ class ModelEntry:
     identity: dict = field(default_factory=dict)  # lethe.loading.model_identity(...) or similar
     loader: Callable[[], tuple[Any, Any]] | None = None  # -> (model, tokenizer), lazily
     role: str = "model"  # "model" | "target" (before unlearning) | "retrain" (reference)
+
+    @classmethod
+    def from_spec(cls, spec: str, label: str, role: str = "model", *, dtype: str = "auto",
+                  device: str = "auto", revision: str | None = None,
+                  trust_remote_code: bool = False) -> "ModelEntry":
+        """A model loaded from `spec` (hub id, checkpoint, GGUF, adapter directory) only when
+        its turn comes, by `lethe.lm.load_for_inference` (adapters merged, on `device`: auto =
+        cuda > mps > cpu); its tokenizer and identity are read now (cheap, fails early). Both
+        `unlearn eval` and the evaluation after `unlearn run` build their rows here."""
+        from lethe.lm import load_for_inference
+        from lethe.loading import load_tokenizer, model_identity
+
+        identity = model_identity(spec, revision)
+        tokenizer = load_tokenizer(spec, revision=revision, trust_remote_code=trust_remote_code)
+
+        def loader():
+            return load_for_inference(spec, dtype=dtype, device=device, revision=revision,
+                                      trust_remote_code=trust_remote_code), tokenizer
+
+        return cls(label, identity=identity, loader=loader, role=role)
 
     @contextlib.contextmanager
     def loaded(self):
@@ -100,7 +118,8 @@ def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool) 
     explicitly is an error.
     """
     if names is None or names == "" or names == []:
-        chosen = [m for m in DEFAULT_METRICS if have_reference or not METRICS[m].needs_reference]
+        chosen = [m for m in DEFAULT_METRICS
+                  if have_reference or not registered()[m].needs_reference]
         if len(chosen) < len(DEFAULT_METRICS):
             log.warning("privleak skipped: it needs a retrain reference (--retrain MODEL or "
                         "--retrain-auc)")
@@ -108,13 +127,13 @@ def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool) 
     if isinstance(names, str):
         names = [n for n in (p.strip() for p in names.split(",")) if n]
     names = [ALIASES.get(n, n) for n in names]
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in registered()]
     if unknown:
         raise LetheError(f"unknown metric(s) {', '.join(unknown)}; valid metrics: "
-                         f"{', '.join(sorted(METRICS))}")
+                         f"{', '.join(sorted(registered()))}")
     if not names:
-        raise LetheError(f"no metric selected; valid metrics: {', '.join(sorted(METRICS))}")
-    needing = [n for n in names if METRICS[n].needs_reference]
+        raise LetheError(f"no metric selected; valid metrics: {', '.join(sorted(registered()))}")
+    needing = [n for n in names if registered()[n].needs_reference]
     if needing and not have_reference:
         raise LetheError(f"{needing[0]} needs a retrain reference: pass --retrain MODEL or "
                          f"--retrain-auc (a number in (0, 1] or muse-news / muse-books), or "
@@ -148,7 +167,7 @@ def load_suite_data(data: str, metrics: Iterable[str], *, settings: SuiteSetting
     """Every table the metrics read, as {"config/split": {column: list}}, plus identifiers."""
     tables, info = {}, {}
     for name in metrics:
-        for sp in METRICS[name].splits:
+        for sp in registered()[name].splits:
             if sp.key in tables:
                 continue
             _refuse_empty_local_split(data, sp)
@@ -189,65 +208,85 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
     settings = settings or SuiteSettings()
     if batch_size is not None:
         settings = replace(settings, batch_size=batch_size)
-    entries = [as_entry(m) for m in models]
-    if not entries:
-        raise LetheError("no model to evaluate")
     if retrain is not None and retrain_auc is not None:
         raise LetheError("give either a retrain model or a retrain AUC, not both")
     reference = (retrain_auc if isinstance(retrain_auc, RetrainReference) or retrain_auc is None
                  else resolve_retrain_auc(retrain_auc, k=settings.min_k))
-    retrain_entry = as_entry(retrain, "retrain") if retrain is not None else None
-    target_entry = as_entry(target, "target") if target is not None else None
-    everyone = ([target_entry] if target_entry else []) + entries + \
-        ([retrain_entry] if retrain_entry else [])
-    labels = [e.label for e in everyone]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
-    if dupes:
-        raise LetheError(f"model labels must be unique; repeated: {', '.join(dupes)} "
-                         f"(set them with --labels)")
+    rows = _Rows([as_entry(m) for m in models],
+                 as_entry(target, "target") if target is not None else None,
+                 as_entry(retrain, "retrain") if retrain is not None else None)
     names = resolve_metrics(metrics, have_reference=reference is not None or
-                            retrain_entry is not None)
+                            rows.retrain is not None)
     tables, data_info = load_suite_data(data, names, settings=settings, revision=data_revision)
-    steps = (protocol_steps(protocol, data, [e.label for e in entries], revision=data_revision)
-             if protocol else None)
+    steps = (protocol_steps(protocol, data, [e.label for e in rows.models],
+                            revision=data_revision) if protocol else None)
+    results = _results_skeleton(names, settings, data_info, reference)
+    results["protocol"] = {"name": protocol, "steps": steps} if protocol else None
+    # The retrain model first: PrivLeak of every other model needs its AUC.
+    done = {}
+    for entry in rows.evaluation_order():
+        ref = "self" if entry is rows.retrain else reference
+        done[entry.label], scores = _evaluate_one(entry, names, tables, settings, ref)
+        if entry is rows.retrain and "privleak" in scores:
+            reference = RetrainReference.from_score(scores["privleak"], entry.label)
+            results["retrain_reference"] = _reference_info(reference)
+        results["models"] = [done[e.label] for e in rows.report_order() if e.label in done]
+        _write(results, out_dir)
+    results["complete"] = True
+    _write(results, out_dir)
+    return results
 
-    results = {
+
+@dataclass
+class _Rows:
+    """The entries of one evaluation: the models, and the optional target and retrain rows."""
+
+    models: list[ModelEntry]
+    target: ModelEntry | None
+    retrain: ModelEntry | None
+
+    def __post_init__(self):
+        if not self.models:
+            raise LetheError("no model to evaluate")
+        labels = [e.label for e in self.report_order()]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise LetheError(f"model labels must be unique; repeated: {', '.join(dupes)} "
+                             f"(set them with --labels)")
+
+    def report_order(self) -> list[ModelEntry]:  # the rows of the report (ROLES order)
+        return [e for e in (self.target, *self.models, self.retrain) if e is not None]
+
+    def evaluation_order(self) -> list[ModelEntry]:  # the retrain row first: its AUC is needed
+        return [e for e in (self.retrain, self.target, *self.models) if e is not None]
+
+
+def _results_skeleton(names: list[str], settings: SuiteSettings, data_info: dict,
+                      reference) -> dict:
+    table = registered()
+    return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "complete": False,
         "data": data_info,
         "metrics": names,
-        "criteria": {n: {"title": METRICS[n].title, "column": METRICS[n].column,
-                         "criterion": METRICS[n].criterion, "direction": METRICS[n].direction}
+        "criteria": {n: {"title": table[n].title, "column": table[n].column,
+                         "criterion": table[n].criterion, "direction": table[n].direction}
                      for n in names},
         "settings": asdict(settings),
         "seed": settings.seed,
         "retrain_reference": _reference_info(reference),
-        "protocol": {"name": protocol, "steps": steps} if protocol else None,
+        "protocol": None,
         "models": [],
         "versions": library_versions(), "machine": machine_info(),
     }
-    # The retrain model first: PrivLeak of every other model needs its AUC.
-    order = ([retrain_entry] if retrain_entry else []) + \
-        ([target_entry] if target_entry else []) + entries
-    rows = {}
-    for entry in order:
-        ref = "self" if entry is retrain_entry else reference
-        rows[entry.label], scores = _evaluate_one(entry, names, tables, settings, ref)
-        if entry is retrain_entry and "privleak" in scores:
-            reference = RetrainReference.from_score(scores["privleak"], entry.label)
-            results["retrain_reference"] = _reference_info(reference)
-        results["models"] = [rows[e.label] for e in everyone if e.label in rows]
-        if out_dir is not None:
-            from eval.muse.report import write_report
 
-            write_report(results, out_dir)
-    results["complete"] = True
+
+def _write(results: dict, out_dir) -> None:
     if out_dir is not None:
         from eval.muse.report import write_report
 
         write_report(results, out_dir)
-    return results
 
 
 def _reference_info(ref: RetrainReference | None) -> dict | None:
@@ -267,11 +306,11 @@ def _evaluate_one(entry: ModelEntry, names: list[str], tables, settings: SuiteSe
         lm = LM(model, tokenizer, max_length=settings.max_length, progress=settings.progress)
         for name in names:
             start = time.perf_counter()
-            score = scores[name] = METRICS[name].compute(
+            score = scores[name] = registered()[name].compute(
                 MetricContext(lm, tables, settings, reference))
             row["seconds"][name] = round(time.perf_counter() - start, 3)
             row["scores"][name] = score.to_dict()
-            log.info("  %s %s = %s [%s, %s] (%.1fs)", entry.label, METRICS[name].title,
+            log.info("  %s %s = %s [%s, %s] (%.1fs)", entry.label, registered()[name].title,
                      _short(score.value), _short(score.ci_low), _short(score.ci_high),
                      row["seconds"][name])
     return row, scores

@@ -7,8 +7,8 @@ import torch
 import edit_toy
 from eval.attacks.extraction import (AttackParams, candidate_hits, head_projection,
                                      input_rephrasing, probability_delta, run_attack)
-from eval.attacks.logit_lens import iter_prompt_lens
-from eval.attacks.scoring import encode_pair
+from lethe.lens import iter_prompt_lens
+from lethe.lm import encode_pair
 from lethe.errors import LetheError
 
 PROMPT = "Alva Brenn was born in"
@@ -117,7 +117,7 @@ def test_white_box_attacks_look_past_a_lone_space_token():
     starts with a space token every prompt predicts; the attacks must read the lens one position
     later and look for the first content token."""
     from eval.attacks.extraction import _first_tokens
-    from eval.attacks.scoring import encode_prompt, leading_space_tokens
+    from lethe.lm import encode_prompt, leading_space_tokens
     from unlearn.prepare import train_tokenizer
 
     tok = train_tokenizer(edit_toy.sentences(), vocab_size=330)

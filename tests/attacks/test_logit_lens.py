@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import edit_toy
-from eval.attacks.logit_lens import decode, iter_prompt_lens, lens_layout, resolve_layers
+from lethe.lens import decode, iter_prompt_lens, lens_layout, resolve_layers
 from lethe.errors import LetheError
 
 PROMPTS = ["Alva Brenn was born in", "the old town", "The birthplace of Kara Lund is"]

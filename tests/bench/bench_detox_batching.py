@@ -39,7 +39,7 @@ DATA = ROOT.parent / "shared" / "data" / "paradetox_dev.tsv"
 
 def make_input(path: Path, rows: int) -> str:
     if DATA.is_file():
-        from detox.fewshot import read_rows
+        from detox.rewrite.fewshot import read_rows
 
         texts = [r["toxic"] for r in read_rows(DATA)[8893:8893 + rows]]
         source = f"ParaDetox rows 8893-{8893 + rows - 1}"
@@ -99,9 +99,9 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from detox.cli.rewrite import load_rewrite_recipe
-    from detox.rewriters import build_rewriter
-    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
+    from detox.rewrite.recipe import load_rewrite_recipe
+    from detox.rewrite.rewriters import build_rewriter
+    from lethe.report import (atomic_write_text, library_versions, machine_info, markdown_table,
                              write_json)
 
     torch.set_num_threads(args.threads)
@@ -116,7 +116,7 @@ def main() -> int:
     rewriter = build_rewriter(recipe.rewriter, recipe)
     startup = time.perf_counter() - t0
     texts = [json.loads(x)["text"] for x in inp.open()]
-    from detox.rewriters import Item
+    from detox.rewrite.rewriters import Item
 
     prompts = rewriter.prompts([Item(t) for t in texts])
     plen = [len(rewriter.lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]

@@ -55,7 +55,7 @@ def configs(best_of: int) -> dict[str, list[str]]:
 
 
 def write_data(out_dir: Path, n: int) -> tuple[Path, Path]:
-    from detox.fewshot import read_rows
+    from detox.rewrite.fewshot import read_rows
 
     rows = read_rows(DATA)
     pool, test = rows[:POOL_END], rows[POOL_END:POOL_END + n]
@@ -122,9 +122,9 @@ def main() -> int:
         print(f"skipped: {DATA} is absent (the ParaDetox development data lives beside the "
               f"project, not in it)")
         return 0
-    from detox.cli.rewrite import load_rewrite_recipe
+    from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox.scorers import Scorers
-    from eval.report import (markdown_table, write_json, atomic_write_text, library_versions,
+    from lethe.report import (markdown_table, write_json, atomic_write_text, library_versions,
                              machine_info)
 
     import torch

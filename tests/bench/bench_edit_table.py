@@ -98,7 +98,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from eval.attacks.editing import accuracy, fact_queries
     from eval.attacks.extraction import AttackParams
-    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
+    from lethe.report import (atomic_write_text, library_versions, machine_info, markdown_table,
                              write_json)
     from lethe.loading import load_model, load_table, load_tokenizer, model_identity
     from unlearn.cli.attack import load_facts

@@ -105,7 +105,9 @@ def train(model, tok, world: Path, steps: int, batch: int = 16) -> None:
 # definitions as eval/muse, so the numbers must agree).
 
 
-def muse_style(model, tok, world: Path, k: float, auc_retrain: float) -> dict:
+def muse_style(model, tok, world: Path, k: float, auc_retrain: float,
+               times: dict | None = None) -> dict:
+    """MUSE's four numbers, one example at a time; `times` gets each metric's CPU seconds."""
     import numpy as np
     import torch
 
@@ -124,11 +126,14 @@ def muse_style(model, tok, world: Path, k: float, auc_retrain: float) -> dict:
         return tok.decode(new, skip_special_tokens=True)
 
     out, texts = {}, {}
+    times = {} if times is None else times
+    clock = time.process_time()
     f1, texts["verbmem_f"] = [], []
     for row in read_jsonl(world / "verbmem" / "forget.jsonl"):
         texts["verbmem_f"].append(complete(row["prompt"], 128))
         f1.append(rouge_l_f1(truncate_to_tokens(row["gt"], tok, 128), texts["verbmem_f"][-1]))
     out["verbmem_f"] = 100 * float(np.mean(f1))
+    times["verbmem_f"], clock = time.process_time() - clock, time.process_time()
     for name, split in (("knowmem_f", "forget_qa"), ("knowmem_r", "retain_qa")):
         shots = read_jsonl(world / "knowmem" / f"{split}_icl.jsonl")[:10]
         prefix = icl_prefix([s["question"] for s in shots], [s["answer"] for s in shots])
@@ -136,6 +141,7 @@ def muse_style(model, tok, world: Path, k: float, auc_retrain: float) -> dict:
         texts[name] = [cut_answer(complete(qa_prompt(prefix, r["question"]), 32)) for r in rows]
         f1 = [rouge_l_f1(r["answer"], o) for r, o in zip(rows, texts[name])]
         out[name] = 100 * float(np.mean(f1))
+        times[name], clock = time.process_time() - clock, time.process_time()
 
     def token_logprobs(text: str) -> list[float]:
         ids = torch.tensor(tok.encode(text)).unsqueeze(0).to(model.device)
@@ -156,7 +162,19 @@ def muse_style(model, tok, world: Path, k: float, auc_retrain: float) -> dict:
     auc = roc_auc_score(labels, scores["forget"] + scores["holdout"])
     out["privleak"] = (auc - auc_retrain) / auc_retrain * 100
     texts["privleak"] = scores
+    times["privleak"] = time.process_time() - clock
     return out, texts
+
+
+def agree(a, b, ta, tb) -> bool:
+    """Same four numbers (1e-6), same generated texts, same Min-K% scores (1e-5)."""
+    import numpy as np
+
+    values = all(abs(a[k] - b[k]) < 1e-6 for k in a)
+    texts = all(ta[k] == tb[k] for k in ta if k != "privleak")
+    minks = all(np.allclose(ta["privleak"][g], tb["privleak"][g], atol=1e-5)
+                for g in ("forget", "holdout")) if "privleak" in ta else True
+    return values and texts and minks
 
 
 def main(argv=None) -> int:
@@ -202,15 +220,6 @@ def main(argv=None) -> int:
             return ({k: v["value"] for k, v in scores.items()},
                     {k: v["meta"].get("outputs", v["per_example"]) for k, v in scores.items()},
                     took)
-
-        def agree(a, b, ta, tb) -> bool:
-            values = all(abs(a[k] - b[k]) < 1e-6 for k in a)
-            texts = all(ta[k] == tb[k] for k in ta if k != "privleak")
-            minks = all(np.allclose(ta["privleak"][g], tb["privleak"][g], atol=1e-5)
-                        for g in ("forget", "holdout")) if "privleak" in ta else True
-            return values and texts and minks
-
-        import numpy as np
 
         suite(args.batch_size)  # warm-up: imports, dataset caches, first-call overheads
         runs = [suite(args.batch_size) for _ in range(args.repeats)]

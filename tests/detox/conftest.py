@@ -28,7 +28,7 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 
 
 def _corpus():
-    from detox.fewshot import builtin_pool_path
+    from detox.rewrite.fewshot import builtin_pool_path
 
     texts = []
     for line in builtin_pool_path().read_text(encoding="utf-8").splitlines():

@@ -1,4 +1,5 @@
-"""detox.fewshot: pool layouts, retrieval by cosine, selection and ordering, cache, prompts."""
+"""detox.rewrite.fewshot and .prompts: pool layouts, retrieval by cosine, selection and ordering,
+cache, prompts."""
 
 import csv
 import json
@@ -7,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from detox.fewshot import (Demo, DemoIndex, DemoSelector, PromptBuilder, builtin_pool_path,
-                           load_pool, pool_hash)
-from detox.recipe import PromptConfig
+from detox.rewrite.fewshot import (Demo, DemoIndex, DemoSelector, builtin_pool_path, load_pool,
+                                   pool_hash)
+from detox.rewrite.prompts import PromptBuilder
+from detox.rewrite.recipe import PromptConfig
 from eval.detox.similarity import HashingEmbedder
 from lethe.errors import LetheError
 

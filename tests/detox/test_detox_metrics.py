@@ -50,7 +50,7 @@ def test_perplexity_nll_matches_one_text_at_a_time(tiny_llama):
     fl = PerplexityFluency(tiny_llama, device="cpu", batch_size=3)
     texts = ["please leave", "you idiot, read the manual now", "ok", ""]
     got = fl.nll(texts)
-    tok, model = fl._tokenizer, fl._model
+    tok, model = fl._lm.tokenizer, fl._lm.model
     start = tok.convert_tokens_to_ids("<|endoftext|>")
     for text, value in zip(texts[:3], got):
         ids = torch.tensor([[start] + tok(text, add_special_tokens=False)["input_ids"]])

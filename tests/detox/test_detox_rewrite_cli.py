@@ -28,7 +28,7 @@ def lines(path):
 
 
 def synthetic_input(path, n):
-    from detox.fewshot import load_pool
+    from detox.rewrite.fewshot import load_pool
 
     demos = load_pool("builtin")
     with open(path, "w", encoding="utf-8") as fh:
@@ -164,8 +164,8 @@ def test_overwrite_and_foreign_outputs(tmp_path, tiny_recipe_args, index_cache):
 
 
 def test_best_of_n_keeps_the_top_ranked_candidate(tiny_llama, index_cache):
-    from detox.cli.rewrite import load_rewrite_recipe
-    from detox.rewriters import Item, build_rewriter
+    from detox.rewrite.recipe import load_rewrite_recipe
+    from detox.rewrite.rewriters import Item, build_rewriter
     from eval.detox.scorers import Scorers
 
     recipe = load_rewrite_recipe(None, [
@@ -267,8 +267,8 @@ def _tiny_t5(path, tokenizer_dir):
 
 
 def test_seq2seq_is_detected_and_prompted_raw(tmp_path, tiny_tokenizer_dir):
-    from detox.recipe import ModelConfig
-    from detox.rewriters import LM, resolve_format
+    from detox.rewrite.model import ModelConfig
+    from detox.rewrite.rewriters import LM, resolve_format
 
     t5_dir = _tiny_t5(tmp_path / "t5", tiny_tokenizer_dir)
     lm = LM(ModelConfig(model=str(t5_dir)))
@@ -294,7 +294,7 @@ class _RecordingLM:
         self.calls = []
 
     def generate(self, prompts, max_new_tokens, *, n=1, sampling=None, stop_at_newline=False,
-                 add_special_tokens=True):
+                 add_special_tokens=True, ids=None):
         self.calls.append(list(prompts))
         return [[p.upper()] * n for p in prompts]
 
@@ -302,7 +302,7 @@ class _RecordingLM:
 def test_prompts_are_batched_by_length_and_returned_in_input_order():
     from types import SimpleNamespace
 
-    from detox.rewriters import Item, PromptRewriter
+    from detox.rewrite.rewriters import Item, PromptRewriter
 
     builder = SimpleNamespace(fmt="plain", cfg=SimpleNamespace(first_line=True),
                               clean=str.strip, build=lambda text, context, demos: text)

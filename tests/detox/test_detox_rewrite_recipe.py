@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from detox.cli.rewrite import load_rewrite_recipe
-from detox.recipe import BestOfNConfig, FewShotConfig, ModelConfig, RewriteRecipe
+from detox.rewrite.recipe import load_rewrite_recipe
+from detox.rewrite.best_of_n import BestOfNConfig
+from detox.rewrite.fewshot import FewShotConfig
+from detox.rewrite.model import ModelConfig
+from detox.rewrite.recipe import RewriteRecipe
 from lethe.errors import LetheError
 from lethe.recipe import load_recipe
 

@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from detox_tiny import synthetic_rows
-from detox.classifier import balanced_weights, load_folds, scores
-from detox.train_recipe import LabelledData
+from detox.train.classifier import balanced_weights, load_folds, scores
+from detox.train.recipe import LabelledData
 from lethe.errors import LetheError
 
 

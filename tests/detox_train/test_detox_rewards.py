@@ -2,7 +2,7 @@
 
 import pytest
 
-from detox.rewards import (CombinedReward, LengthScorer, PartReward, combine,
+from detox.train.rewards import (CombinedReward, LengthScorer, PartReward, combine,
                            completion_texts, inappropriate_rows, length_ratio, normalised,
                            reward_functions)
 from lethe.errors import LetheError
@@ -109,7 +109,7 @@ def test_filter_keeps_rows_scored_inappropriate():
 
 
 def test_select_prompts_filters_shuffles_and_stops_at_the_limit():
-    from detox.rl import select_prompts
+    from detox.train.rl import select_prompts
 
     texts = [f"text {i} idiot" if i % 3 == 0 else f"text {i}" for i in range(30)]
     calls = []

@@ -11,7 +11,7 @@ import torch
 from detox_tiny import INSULTS, synthetic_rows
 from lethe.recipe import build
 
-from detox.train_recipe import DetoxTrainRecipe
+from detox.train.recipe import DetoxTrainRecipe
 
 
 class ToyAppropriateness:
@@ -63,7 +63,7 @@ def _recipe(tmp_path, model, **over):
 
 @pytest.mark.parametrize("algorithm,combine", [("grpo", "arithmetic"), ("rloo", "harmonic")])
 def test_one_step_changes_the_lora_parameters(tmp_path, tiny_llama, algorithm, combine):
-    from detox.rl import build_trainer
+    from detox.train.rl import build_trainer
 
     recipe = _recipe(tmp_path, tiny_llama, algorithm=algorithm, **{"rewards.combine": combine})
     trainer, tok, base, eval_texts, info, weights = build_trainer(recipe, _scorers())
@@ -71,7 +71,7 @@ def test_one_step_changes_the_lora_parameters(tmp_path, tiny_llama, algorithm, c
     sources = trainer.train_dataset["source"]
     assert len(sources) == 4 and all(any(w in s.split() for w in INSULTS) for s in sources)
     # the conversation TRL renders is exactly the prompt `detox rewrite` builds
-    from detox.rl import prompt_builder
+    from detox.train.policy import prompt_builder
 
     messages = trainer.train_dataset["prompt"][0]
     assert [m["role"] for m in messages] == ["system", "user"]
@@ -97,7 +97,7 @@ def test_one_step_changes_the_lora_parameters(tmp_path, tiny_llama, algorithm, c
 def test_short_run_writes_a_loadable_adapter_and_a_report(tmp_path, tiny_llama):
     from lethe.loading import load_model, resolve_model
 
-    from detox.rl import run_rl
+    from detox.train.rl import run_rl
 
     recipe = _recipe(tmp_path, tiny_llama, **{"train.max_steps": 2})
     res = run_rl(recipe, scorers=_scorers())

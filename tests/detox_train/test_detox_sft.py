@@ -9,7 +9,7 @@ import torch
 from detox_tiny import INSULTS, synthetic_rows
 from lethe.recipe import build
 
-from detox.train_recipe import DetoxTrainRecipe
+from detox.train.recipe import DetoxTrainRecipe
 
 
 def _pairs(path, n=40):
@@ -41,8 +41,8 @@ def _recipe(tmp_path, model, **train):
 def test_labels_mask_the_prompt_and_loss_is_response_nll(tmp_path, tiny_llama):
     from lethe.loading import load_model, load_tokenizer
 
-    from detox.rl import prompt_builder
-    from detox.sft import IGNORE, collate, encode_pair, response_nll
+    from detox.train.policy import prompt_builder
+    from detox.train.sft import IGNORE, collate, encode_pair, response_nll
 
     recipe = _recipe(tmp_path, tiny_llama)
     tok = load_tokenizer(tiny_llama)
@@ -74,7 +74,7 @@ def test_labels_mask_the_prompt_and_loss_is_response_nll(tmp_path, tiny_llama):
 def test_sft_lowers_held_out_response_nll_and_saves_an_adapter(tmp_path, tiny_llama):
     from lethe.loading import load_model, resolve_model
 
-    from detox.sft import run_sft
+    from detox.train.sft import run_sft
 
     res = run_sft(_recipe(tmp_path, tiny_llama))
     h = res["held_out_response_nll"]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lethe.errors import LetheError
 
-from detox.train_recipe import load_train_recipe, with_weights
+from detox.train.recipe import load_train_recipe, with_weights
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "detox"
 
@@ -91,8 +91,8 @@ def test_sweep_trains_each_weighting_and_writes_the_tradeoff(tmp_path, tiny_llam
 
     from test_detox_rl import _recipe, _scorers
 
-    from detox.rl import run_sweep
-    from detox.train_recipe import SweepSection, Weighting
+    from detox.train.sweep import run_sweep
+    from detox.train.recipe import SweepSection, Weighting
 
     recipe = _recipe(tmp_path, tiny_llama)
     recipe = dataclasses.replace(recipe, sweep=SweepSection(

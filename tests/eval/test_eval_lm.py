@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.lm import LM
+from lethe.lm import LM
 
 TEXTS = ["Alina Varga was born in Lisbon in 1961.",
          "Every morning",

@@ -10,7 +10,7 @@ import torch
 from eval.attacks.mia import (auc_vectorized, lowercase_score, lowest_k, loss_score,
                               min_k_plus_plus_score, min_k_score, mia_auc, zlib_entropy,
                               zlib_score)
-from eval.lm import _scores_of_row
+from lethe.lm import _scores_of_row
 
 LP = np.array([-1.0, -2.0, -3.0, -4.0, -5.0])
 

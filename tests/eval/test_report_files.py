@@ -7,7 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from eval.report import atomic_write_text, save_figure  # noqa: E402
+from lethe.report import atomic_write_text, save_figure  # noqa: E402
 
 
 def _mode(path):

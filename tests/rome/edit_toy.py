@@ -83,7 +83,7 @@ def gpt2(tok, seed: int = 0, layers: int = 4):
 
 def train(model, tok, steps: int = 300, lr: float = 1e-2, seed: int = 0):
     """Full-batch next-token training on sentences() until the model knows the facts."""
-    from eval.attacks.scoring import pad_right
+    from lethe.lm import pad_right
 
     torch.manual_seed(fixture_seed(seed))
     seqs = [tok(s)["input_ids"] for s in sentences()]

@@ -9,7 +9,7 @@ import torch
 
 import edit_toy
 from eval.attacks.extraction import head_projection
-from eval.attacks.logit_lens import iter_prompt_lens
+from lethe.lens import iter_prompt_lens
 from eval.attacks.scoring import fill, score_answers
 from unlearn.rome import EditConfig, edit_model, restore
 from unlearn.rome.objectives import OBJECTIVES, false_answer, margin_term

@@ -33,28 +33,6 @@ def _label(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-") or "model"
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise LetheError(f"--device '{name}' is not a torch device (auto, cpu, cuda, cuda:1)") \
-            from None
-
-
-def _int_list(text: str | None, what: str) -> tuple[int, ...] | None:
-    if text is None or text.strip().lower() == "all":
-        return None
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise LetheError(f"{what} must be comma-separated integers or 'all', got {text!r}") \
-            from None
-
-
 def load_facts(data: str, split: str, limit: int | None) -> list[dict]:
     from lethe.loading import load_table
 
@@ -74,7 +52,7 @@ def budget_params(budget: int, n_layers: int, n_prompts: int) -> tuple[int, int]
 
 
 def render_markdown(results: dict) -> str:
-    from eval.report import markdown_table
+    from lethe.report import markdown_table
 
     lines = [f"# Extraction attacks: {results['model']['spec']}", "",
              f"{results['n_facts']} facts of {results['data']} (split {results['split']}); "
@@ -154,11 +132,6 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
     Example:
       unlearn attack runs/edited --data runs/demo/world --base runs/demo/models/target
     """
-    from eval.attacks.editing import editing_metrics
-    from eval.attacks.extraction import AttackParams, run_attack
-    from eval.attacks.logit_lens import lens_layout, num_layers, resolve_layers
-    from eval.report import atomic_write_text, library_versions, machine_info, write_json
-    from lethe.loading import load_model, load_tokenizer, model_identity
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
     from unlearn.preflight import preflight_attack
@@ -173,44 +146,66 @@ def attack(model, data, attacks, k, layers, paraphrases, samples, budget, base, 
     if dry_run:
         click.echo(checked.report(), nl=False)
         return
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    layer_list = _int_list(layers, "--layers")
     facts = load_facts(data, split, limit)
     try:
         retain = load_facts(data, retain_split, retain_limit) if base else []
     except LetheError as err:
         log.warning("no random facts for Δ-accuracy: %s", err)
         retain = []
-    identity = model_identity(model)
-    base_identity = model_identity(base) if base else None
-    tok = load_tokenizer(model)  # the preflight checked --base has the same vocabulary
     out = prepare_output_dir(out, overwrite=overwrite)
+    opts = dict(k=k, layers=layers, paraphrases=paraphrases, samples=samples, budget=budget,
+                seed=seed, temperature=temperature, top_k=top_k_sampling,
+                batch_size=batch_size, dtype=dtype, device=device)
+    results = run_attacks(model, base, facts, retain, names=attacks, data=data, split=split,
+                          **opts)
+    results["seconds"] = time.perf_counter() - t0
+    write_results(results, out)
 
-    dev = _device(device)
-    lm = load_model(model, dtype=dtype, merge_adapter=True).to(dev).eval()
-    n_layers = num_layers(lm, lens_layout(lm))
-    chosen = resolve_layers(layer_list, n_layers, "attack layer")
+
+def run_attacks(model: str, base: str | None, facts: list[dict], retain: list[dict], *,
+                names: str, data: str, split: str, k: int, layers: str, paraphrases: int,
+                samples: int, budget: int | None, seed: int, temperature: float, top_k: int,
+                batch_size: int, dtype: str, device: str) -> dict:
+    """The attacks `names` on `model`'s facts, and the editing metrics against `base`."""
+    from eval.attacks.editing import editing_metrics
+    from eval.attacks.extraction import AttackParams, run_attack
+    from lethe.cli import int_list
+    from lethe.lens import lens_layout, num_layers, resolve_layers
+    from lethe.lm import load_for_inference
+    from lethe.loading import load_tokenizer, model_identity
+    from lethe.report import library_versions, machine_info
+
+    tok = load_tokenizer(model)  # the preflight checked --base has the same vocabulary
+    lm = load_for_inference(model, dtype=dtype, device=device)
+    chosen = resolve_layers(int_list(layers, "--layers"), num_layers(lm, lens_layout(lm)),
+                            "attack layer")
     if budget is not None:
         k, samples = budget_params(budget, len(chosen), paraphrases)
     params = AttackParams(layers=chosen, k=k, paraphrases=paraphrases, samples=samples,
-                          seed=seed, temperature=temperature, top_k=top_k_sampling,
+                          seed=seed, temperature=temperature, top_k=top_k,
                           batch_size=batch_size)
-    results = {"command": "attack", "model": identity, "base": base_identity,
-               "data": str(data), "split": split, "n_facts": len(facts),
+    results = {"command": "attack", "model": model_identity(model),
+               "base": model_identity(base) if base else None, "data": str(data),
+               "split": split, "n_facts": len(facts),
                "params": {**params.__dict__, "layers": list(chosen), "budget": budget},
                "attacks": {}, "per_fact": {}}
-    for name in names:
+    for name in [a.strip() for a in names.split(",") if a.strip()]:
         click.echo(f"running {name} on {len(facts)} facts...", err=True)
         res = run_attack(name, lm, tok, facts, params)
         results["attacks"][name] = res.summary()
         results["per_fact"][name] = [{"case_id": f.get("case_id"), "success": s, **d}
                                      for f, s, d in zip(facts, res.success, res.details)]
-    base_lm = load_model(base, dtype=dtype, merge_adapter=True).to(dev).eval() if base else None
+    base_lm = load_for_inference(base, dtype=dtype, device=device) if base else None
     results["editing"] = editing_metrics(lm, tok, facts, base=base_lm, retain_facts=retain,
                                          batch_size=batch_size)
     results["versions"] = library_versions()
     results["machine"] = machine_info()
-    results["seconds"] = time.perf_counter() - t0
+    return results
+
+
+def write_results(results: dict, out: Path) -> None:
+    from lethe.report import atomic_write_text, write_json
+
     write_json(out / "results.json", results)
     text = render_markdown(results)
     atomic_write_text(out / "results.md", text + "\n")

@@ -47,13 +47,14 @@ def covariance(model, layers, data, config, split, column, samples, max_length, 
       unlearn covariance runs/demo/models/target --layers 0,1 --data runs/demo/world \\
           --config raw --split retain1
     """
-    from lethe.loading import load_model, load_tokenizer
-    from unlearn.cli.attack import _device, _int_list
+    from lethe.cli import int_list
+    from lethe.lm import load_for_inference
+    from lethe.loading import load_tokenizer
     from unlearn.rome.covariance import get_covariance
     from unlearn.rome.hparams import EditConfig
     from unlearn.rome.model_layout import resolve_layout, rewrite_target
 
-    layer_list = _int_list(layers, "--layers")
+    layer_list = int_list(layers, "--layers")
     if not layer_list:
         from lethe.errors import LetheError
 
@@ -62,7 +63,7 @@ def covariance(model, layers, data, config, split, column, samples, max_length, 
                      cov_split=split, cov_column=column, cov_samples=samples,
                      cov_max_length=max_length, cov_batch_size=batch_size, cov_dtype=cov_dtype)
     tok = load_tokenizer(model)
-    lm = load_model(model, dtype=model_dtype).to(_device(device)).eval()
+    lm = load_for_inference(model, dtype=model_dtype, device=device)
     layout = resolve_layout(lm, cfg.rewrite_module)
     targets = [rewrite_target(lm, layout, layer)[0] for layer in layer_list]  # checks all first
     for layer, name in zip(layer_list, targets):

@@ -42,37 +42,6 @@ def _labels(models: tuple[str, ...], labels: str | None) -> list[str]:
     return out
 
 
-def _pick_device(device: str):
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise LetheError(f"--device '{device}' is not a torch device (use auto, cpu, cuda, "
-                         f"cuda:1, mps)") from None
-
-
-def _entry(spec: str, label: str, role: str, *, dtype: str, device, revision: str | None):
-    """A lazily loaded model; its tokenizer and identity are read now (cheap, fails early)."""
-    from eval.muse import ModelEntry
-    from lethe.loading import load_model, load_tokenizer, model_identity
-
-    identity = model_identity(spec, revision)
-    tokenizer = load_tokenizer(spec, revision=revision)
-
-    def loader():
-        model = load_model(spec, dtype=dtype, revision=revision, merge_adapter=True)
-        return model.to(device), tokenizer
-
-    return ModelEntry(label, identity=identity, loader=loader, role=role)
-
-
 @click.command("eval")
 @click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @click.option("--data", required=True, metavar="DATA",
@@ -141,21 +110,25 @@ def eval_command(models, data, labels, retrain, retrain_auc, target, protocol, m
     if dry_run:
         click.echo(checked.report(), nl=False)
         return
-    names, chosen, reference, settings = plan.labels, plan.metrics, plan.reference, \
-        plan.settings
-    dev = _pick_device(device)
-    entries = [_entry(m, n, "model", dtype=dtype, device=dev, revision=revision)
-               for m, n in zip(models, names)]
-    retrain_entry = (_entry(retrain, "retrain", "retrain", dtype=dtype, device=dev,
-                            revision=revision) if retrain else None)
-    target_entry = (_entry(target, "target", "target", dtype=dtype, device=dev,
-                           revision=revision) if target else None)
+    rows = _entries(models, plan.labels, retrain, target, dtype=dtype, device=device,
+                    revision=revision)
     out = prepare_output_dir(plan.out, overwrite=overwrite)
-
-    results = evaluate_models(entries, data, chosen, retrain=retrain_entry, target=target_entry,
-                              retrain_auc=reference, settings=settings, out_dir=out,
-                              protocol=protocol, data_revision=data_revision)
+    results = evaluate_models(rows["models"], data, plan.metrics, retrain=rows["retrain"],
+                              target=rows["target"], retrain_auc=plan.reference,
+                              settings=plan.settings, out_dir=out, protocol=protocol,
+                              data_revision=data_revision)
     from eval.muse.report import render_markdown
 
     click.echo(render_markdown(results))
     click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
+
+
+def _entries(models, labels, retrain, target, **load) -> dict:
+    """The rows to evaluate: lazily loaded models (eval.muse.ModelEntry.from_spec)."""
+    from eval.muse import ModelEntry
+
+    return {"models": [ModelEntry.from_spec(m, n, **load) for m, n in zip(models, labels)],
+            "retrain": ModelEntry.from_spec(retrain, "retrain", "retrain", **load)
+            if retrain else None,
+            "target": ModelEntry.from_spec(target, "target", "target", **load)
+            if target else None}

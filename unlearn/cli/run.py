@@ -51,43 +51,12 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval, seeds):
     if dry_run:
         click.echo(checked.report(), nl=False)
         return
-    execute(rec, recipe, resume=resume, overwrite=overwrite, evaluate=not no_eval)
-
-
-def execute(rec, recipe_path: str, *, resume: bool, overwrite: bool, evaluate: bool) -> None:
-    """Prepare what is missing, unlearn every request (and variant), evaluate on rank 0."""
     from eval.muse.report import render_markdown
-    from lethe.outputs import prepare_output_dir
-    from unlearn import pipeline
-    from unlearn.prepare import ensure_world, prepare
-    from unlearn.recipe import expand_variants
+    from unlearn.pipeline import run_recipe
 
-    if is_main_process():
-        if rec.prepare is not None:
-            prepare(rec)  # generates the world first when it is missing
-        elif rec.world is not None:
-            ensure_world(rec.world)
-    _barrier()
-    variants = expand_variants(rec, recipe_path)
-    if variants:  # a comparison: every variant into output_dir/<label>, one report
-        if is_main_process():
-            prepare_output_dir(rec.output_dir, overwrite=overwrite, resume=resume,
-                               what="output_dir")
-        runs = [(label, pipeline.run(v, resume=resume, overwrite=overwrite))
-                for label, v in variants]
-    else:
-        runs = [(rec.method.name, pipeline.run(rec, resume=resume, overwrite=overwrite))]
+    results = run_recipe(rec, recipe, resume=resume, overwrite=overwrite, evaluate=not no_eval)
     if not is_main_process():
         return
-    if rec.eval.enabled and evaluate:
-        results = pipeline.evaluate_run(rec, runs)
+    if results is not None:
         click.echo(render_markdown(results), nl=False)
     click.echo(f"done: {rec.output_dir}")
-
-
-def _barrier():
-    """Other ranks wait while rank 0 generates the world / prepares models."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

@@ -20,22 +20,6 @@ class RomeConfig(EditConfig, MethodConfig):
     name: str = "rome"
 
 
-def rome_loss(model, batch, cfg, ref=None):
-    """ROME edits (closed-form rank-one updates) with a deletion objective; not a loss."""
-    raise TypeError("rome is an edit, not a loss; unlearn run calls its edit function")
-
-
-def rome_edit(model, tokenizer, rows, cfg: RomeConfig, data_source: str) -> dict:
-    from unlearn.rome.edit import edit_model
-
-    fields = {f: getattr(cfg, f) for f in EditConfig.__dataclass_fields__}
-    edit_cfg = EditConfig(**fields)
-    if edit_cfg.use_covariance and edit_cfg.cov_dataset is None:
-        edit_cfg = replace(edit_cfg, cov_dataset=data_source)
-    record = edit_model(model, tokenizer, list(rows), edit_cfg)
-    return record.summary()
-
-
 def rome_reads(cfg: RomeConfig, data_source: str, forget) -> list[tuple]:
     """What an edit reads: each request's facts (every field a fact needs) and, with
     use_covariance, the covariance corpus (read unless C is already cached)."""
@@ -48,4 +32,14 @@ def rome_reads(cfg: RomeConfig, data_source: str, forget) -> list[tuple]:
     return out
 
 
-register("rome", RomeConfig, edit=rome_edit, reads=rome_reads)(rome_loss)
+@register("rome", RomeConfig, kind="edit", reads=rome_reads)
+def rome_edit(model, tokenizer, rows, cfg: RomeConfig, data_source: str) -> dict:
+    """ROME edits (closed-form rank-one updates) with a deletion objective; not a loss."""
+    from unlearn.rome.edit import edit_model
+
+    fields = {f: getattr(cfg, f) for f in EditConfig.__dataclass_fields__}
+    edit_cfg = EditConfig(**fields)
+    if edit_cfg.use_covariance and edit_cfg.cov_dataset is None:
+        edit_cfg = replace(edit_cfg, cov_dataset=data_source)
+    record = edit_model(model, tokenizer, list(rows), edit_cfg)
+    return record.summary()

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from lethe.errors import LetheError
+from lethe.lm import pad_id
 from unlearn.data import PairedCollator, PairedDataset
 from unlearn.methods import MethodConfig, register
 from unlearn.methods.losses import nll
@@ -32,14 +33,6 @@ log = logging.getLogger(__name__)
 class TaskVectorConfig(MethodConfig):
     name: str = "task_vector"
     alpha: float = 1.0  # scaling α of the negated task vector (1.0 = subtract it once)
-
-
-def pad_token_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise LetheError("the tokenizer has neither a pad nor an EOS token; set "
-                         "tokenizer.pad_token before unlearning")
-    return pad
 
 
 def unwrap_peft(model):
@@ -75,7 +68,7 @@ def reinforce(model, tokenizer, forget: list[dict], train_fn, output_dir,
     reinforced = copy.deepcopy(model)
     reinforced.train()
     return train_stage(reinforced, lora, train_fn, PairedDataset(forget, None),
-                       PairedCollator(pad_token_id(tokenizer)), forget_nll_loss,
+                       PairedCollator(pad_id(tokenizer)), forget_nll_loss,
                        Path(output_dir) / "reinforced")
 
 
@@ -91,15 +84,17 @@ def negate_task_vector(target, finetuned, alpha: float) -> None:
             p.sub_(alpha * (tuned[name].to(p.device, p.dtype) - p))
 
 
+@register("task_vector", TaskVectorConfig, kind="run")
 def run_task_vector(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
                     cfg: TaskVectorConfig, train_fn, output_dir, lora=None,
                     collator=None) -> torch.nn.Module:
-    """The whole method; returns the unlearned model (`model`, edited in place).
+    """Task-vector negation: θ − α·(θ_ft − θ), θ_ft fine-tuned on forget (loss: NLL(forget)).
 
-    lora: a `LoraSection` or None; when enabled the fine-tuned copy trains adapters (merged
-    afterwards), so the task vector is low-rank. `retain` and `collator` are unused (task
-    arithmetic needs only the forget set; batches are built from the tokenizer's pad id); they
-    are accepted so every `run` has the same signature.
+    Returns the unlearned model (`model`, edited in place). lora: a `LoraSection` or None;
+    when enabled the fine-tuned copy trains adapters (merged afterwards), so the task vector is
+    low-rank. `retain` and `collator` are unused (task arithmetic needs only the forget set;
+    batches are built from the tokenizer's pad id); they are accepted so every `run` has the
+    same signature.
     """
     model = unwrap_peft(model)
     finetuned = reinforce(model, tokenizer, forget, train_fn, output_dir, lora)
@@ -107,9 +102,3 @@ def run_task_vector(*, model, tokenizer, forget: list[dict], retain: list[dict] 
     del finetuned
     log.info("task_vector: subtracted %.3g x the forget-set task vector", cfg.alpha)
     return model
-
-
-@register("task_vector", TaskVectorConfig, run=run_task_vector)
-def task_vector_finetune_loss(model, batch, cfg: TaskVectorConfig, ref=None):
-    """Task-vector negation: θ − α·(θ_ft − θ), θ_ft fine-tuned on forget (loss: NLL(forget))."""
-    return forget_nll_loss(model, batch)

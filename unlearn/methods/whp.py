@@ -29,10 +29,11 @@ from transformers import LogitsProcessor
 from transformers.modeling_outputs import CausalLMOutput
 
 from lethe.errors import LetheError
+from lethe.lm import pad_id
 from unlearn.data import LMCollator, PairedDataset
 from unlearn.methods import MethodConfig, register
 from unlearn.methods.losses import nll
-from unlearn.methods.task_vector import pad_token_id, reinforce, train_stage, unwrap_peft
+from unlearn.methods.task_vector import reinforce, train_stage, unwrap_peft
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,12 @@ def generic_nll_loss(model, batch):
     return loss, {"generic_nll": loss.item()}
 
 
+@register("whp", WHPConfig, kind="run")
 def run_whp(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
             cfg: WHPConfig, train_fn, output_dir, lora=None, collator=None) -> torch.nn.Module:
-    """The paper's procedure; returns the unlearned model (a plain model, LoRA merged).
+    """Who's Harry Potter: fine-tune on argmax(v_b − α·ReLU(v_r − v_b)) labels (batch labels).
+
+    The paper's procedure; returns the unlearned model (a plain model, LoRA merged):
 
     1. reinforced = copy of `model` fine-tuned on forget (train_fn, NLL);
     2. generic labels for every forget token from (G) (base = `model`, before any update);
@@ -165,9 +169,9 @@ def run_whp(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
     if cfg.label_batch_size < 1:
         raise LetheError(f"method.label_batch_size must be ≥ 1, got {cfg.label_batch_size}")
     model = unwrap_peft(model)
-    pad_id = pad_token_id(tokenizer)
+    pad = pad_id(tokenizer)
     reinforced = reinforce(model, tokenizer, forget, train_fn, output_dir, lora)
-    labelled = generic_labels(model, reinforced, forget, pad_id, cfg.alpha,
+    labelled = generic_labels(model, reinforced, forget, pad, cfg.alpha,
                               cfg.label_batch_size)
     del reinforced
     changed = sum(lab != tok for e in labelled
@@ -176,11 +180,5 @@ def run_whp(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
     log.info("whp: generic labels differ from the text on %d of %d tokens", changed, total)
     model.train()
     return train_stage(model, lora, train_fn, PairedDataset(labelled, None),
-                       GenericLabelCollator(pad_id), generic_nll_loss,
+                       GenericLabelCollator(pad), generic_nll_loss,
                        Path(output_dir) / "generic")
-
-
-@register("whp", WHPConfig, run=run_whp)
-def whp_generic_loss(model, batch, cfg: WHPConfig, ref=None):
-    """Who's Harry Potter: fine-tune on argmax(v_b − α·ReLU(v_r − v_b)) labels (batch labels)."""
-    return generic_nll_loss(model, batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from eval.attacks.scoring import model_device
+from lethe.lm import model_device
 
 
 @torch.no_grad()

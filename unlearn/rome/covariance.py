@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from eval.attacks.scoring import model_device, pad_id_of, pad_right
+from lethe.lm import model_device, pad_id, pad_right
 from lethe.errors import LetheError
 from lethe.loading import TABLE_FORMATS, cache_dir, load_table, looks_like_path, \
     weights_fingerprint
@@ -141,7 +141,7 @@ def compute_covariance(model, tok, module, texts: Sequence[str], cfg) -> tuple[t
             seqs = [s for s in seqs if s]
             if not seqs:
                 continue
-            ids, mask = pad_right(seqs, pad_id_of(tok), device)
+            ids, mask = pad_right(seqs, pad_id(tok), device)
             with capture_input(module) as store:
                 model(input_ids=ids, attention_mask=mask)
             keys = store["in"][mask.bool()].to(dtype)  # (tokens, d_ff)

@@ -20,8 +20,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from eval.attacks.logit_lens import resolve_layers
-from eval.attacks.scoring import encode_pair, leading_space_tokens, model_device, pad_id_of
+from lethe.lens import resolve_layers
+from lethe.lm import encode_pair, leading_space_tokens, model_device, pad_id
 from lethe.errors import LetheError
 from unlearn.rome.contexts import context_templates
 from unlearn.rome.covariance import get_covariance
@@ -172,7 +172,7 @@ def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) 
 
 def _run(model, tok, facts: list[dict], cfg: EditConfig, corpus, plan: _Plan,
          record: EditRecord) -> None:
-    pad = pad_id_of(tok)
+    pad = pad_id(tok)
     module = plan.module
     factor = None
     if cfg.use_covariance:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from eval.attacks.scoring import model_device, pad_right
+from lethe.lm import model_device, pad_right
 from unlearn.rome.prompts import PromptRow
 
 

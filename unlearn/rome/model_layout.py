@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.attacks.logit_lens import LensLayout, get_module, lens_layout
+from lethe.lens import LensLayout, get_module, lens_layout
 from lethe.errors import LetheError
 from lethe.recipe import nearest
 

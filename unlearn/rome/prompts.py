@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eval.attacks.scoring import encode_prompt
+from lethe.lm import encode_prompt
 from lethe.errors import LetheError
 
 REQUIRED = ("subject", "prompt", "target_true")
@@ -18,7 +18,7 @@ REQUIRED = ("subject", "prompt", "target_true")
 @dataclass(frozen=True)
 class PromptRow:
     text: str  # the filled prompt
-    ids: tuple[int, ...]  # its token ids (as eval.attacks.scoring.encode_prompt gives them)
+    ids: tuple[int, ...]  # its token ids (as lethe.lm.encode_prompt gives them)
     subject_index: int  # index in `ids` of the subject's last token
 
 

@@ -24,9 +24,8 @@ from typing import Sequence
 
 import torch
 
-from eval.attacks.logit_lens import capture_blocks, decode
-from eval.attacks.scoring import (encode_pair, leading_space_tokens, model_device, pad_id_of,
-                                  pad_right)
+from lethe.lens import capture_blocks, decode
+from lethe.lm import encode_pair, leading_space_tokens, model_device, pad_id, pad_right
 from unlearn.rome.objectives import Objective, ObjectiveBatch
 from unlearn.rome.prompts import PromptRow
 
@@ -71,12 +70,27 @@ def frozen(model):
         model.train(was_training)
 
 
-def optimise_value(model, tok, module, lens_layout, answer: str,
-                   rewrite_rows: Sequence[PromptRow], kl_rows: Sequence[PromptRow],
-                   k_update: torch.Tensor, objective: Objective, cfg,
-                   defense_layers: Sequence[int] = ()) -> ValueResult:
-    device = model_device(model)
-    weight = module.weight
+@dataclass
+class _Batch:
+    """The fixed tensors of one v* optimisation: R rewriting rows, then K KL rows."""
+
+    ids: torch.Tensor  # (R + K, T) right-padded prompt (+ answer) ids
+    mask: torch.Tensor  # (R + K, T)
+    lookup: torch.Tensor  # (R + K,) the subject's last position in each row (where δ is added)
+    ans_pos: torch.Tensor  # (R, A) the position predicting each answer token
+    ans_tok: torch.Tensor  # (R, A) the answer tokens
+    ans_mask: torch.Tensor  # (R, A) 1 on scored answer tokens (not leading whitespace)
+    first_pos: torch.Tensor  # (R,) the position predicting the first content token
+    first_tok: torch.Tensor  # (R,)
+    kl_pos: torch.Tensor  # (K,) each KL prompt's last position
+
+    @property
+    def n_rw(self) -> int:
+        return self.ans_pos.shape[0]
+
+
+def _batch(tok, answer: str, rewrite_rows: Sequence[PromptRow], kl_rows: Sequence[PromptRow],
+           device) -> _Batch:
     answers, leads = [], []
     for row in rewrite_rows:
         p_ids, a_ids = encode_pair(tok, row.text, answer)
@@ -86,9 +100,8 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
         # but not scored: the objective and the defenses act on the first content token
         leads.append(leading_space_tokens(tok, a_ids))
     seqs = [list(r.ids) + a for r, a in zip(rewrite_rows, answers)] + [list(r.ids) for r in kl_rows]
-    ids, mask = pad_right(seqs, pad_id_of(tok), device)
-    n_rw, n_kl = len(rewrite_rows), len(kl_rows)
-    all_rows = torch.arange(n_rw + n_kl, device=device)
+    ids, mask = pad_right(seqs, pad_id(tok), device)
+    n_rw = len(rewrite_rows)
     lookup = torch.tensor([r.subject_index for r in (*rewrite_rows, *kl_rows)], device=device)
     width = max(len(a) for a in answers)
     ans_pos = torch.zeros((n_rw, width), dtype=torch.long)  # position predicting each token
@@ -101,42 +114,30 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
     ans_pos, ans_tok, ans_mask = ans_pos.to(device), ans_tok.to(device), ans_mask.to(device)
     rw_rows = torch.arange(n_rw, device=device)
     lead = torch.tensor(leads, device=device)
-    first_pos = ans_pos[rw_rows, lead]  # (R,) the position predicting the first content token
-    first_tok = ans_tok[rw_rows, lead]  # (R,)
-    kl_rows_idx = torch.arange(n_rw, n_rw + n_kl, device=device)
     kl_pos = torch.tensor([len(r.ids) - 1 for r in kl_rows], device=device, dtype=torch.long)
+    return _Batch(ids, mask, lookup, ans_pos, ans_tok, ans_mask, ans_pos[rw_rows, lead],
+                  ans_tok[rw_rows, lead], kl_pos)
 
+
+def optimise_value(model, tok, module, lens_layout, answer: str,
+                   rewrite_rows: Sequence[PromptRow], kl_rows: Sequence[PromptRow],
+                   k_update: torch.Tensor, objective: Objective, cfg,
+                   defense_layers: Sequence[int] = ()) -> ValueResult:
+    device = model_device(model)
+    b = _batch(tok, answer, rewrite_rows, kl_rows, device)
+    all_rows = torch.arange(len(b.lookup), device=device)
     with torch.no_grad():
-        v_orig = module(k_update.to(device=device, dtype=weight.dtype)[None]).float()[0]
+        v_orig = module(k_update.to(device=device, dtype=module.weight.dtype)[None]).float()[0]
     delta = torch.zeros_like(v_orig, requires_grad=True)  # (d_model,)
     opt = torch.optim.Adam([delta], lr=cfg.v_lr)
     max_norm = cfg.clamp_norm_factor * v_orig.norm()
     result = ValueResult(v_orig, v_orig, delta.detach())
-    kl_init = None
-    lens_cm = (lambda: capture_blocks(model, lens_layout, defense_layers)) \
-        if objective.uses_lens else (lambda: nullcontext({}))
-
-    with frozen(model), torch.enable_grad(), add_at_positions(module, all_rows, lookup, delta):
+    kl_init: list = [None]  # the KL prompts' initial log-probs, set at step 0
+    with frozen(model), torch.enable_grad(), add_at_positions(module, all_rows, b.lookup, delta):
         for step in range(cfg.v_steps):
-            with lens_cm() as store:
-                logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
-            ans_logits = logits[rw_rows[:, None], ans_pos].float()  # (R, A, V)
-            ans_logp = torch.log_softmax(ans_logits, -1).gather(-1, ans_tok[..., None])[..., 0]
-            lens = None
-            if objective.uses_lens:
-                hidden = torch.stack([store[layer][rw_rows, first_pos]
-                                      for layer in defense_layers])  # (L, R, D)
-                lens = decode(model, lens_layout, hidden).float()  # (L, R, V)
-            batch = ObjectiveBatch(ans_logp * ans_mask, ans_mask, first_tok, lens)
-            term, logs = objective.loss(batch, cfg)
-            loss = term
-            if n_kl:
-                kl_logp = torch.log_softmax(logits[kl_rows_idx, kl_pos].float(), -1)  # (K, V)
-                if kl_init is None:
-                    kl_init = kl_logp.detach()
-                kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(-1).mean()
-                loss = loss + cfg.kl_factor * kl
-                logs["kl"] = kl.item()
+            term, logs, logits = _objective_term(model, lens_layout, b, objective, cfg,
+                                                 defense_layers)
+            loss = term + _kl_term(logits, b, cfg, kl_init, logs)
             decay = delta.pow(2).sum() / v_orig.pow(2).sum().clamp_min(1e-12)
             loss = loss + cfg.weight_decay * decay
             result.losses.append(loss.item())
@@ -161,3 +162,37 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
     result.delta = final
     result.v_star = v_orig + final
     return result
+
+
+def _objective_term(model, lens_layout, b: _Batch, objective: Objective, cfg,
+                    defense_layers: Sequence[int]):
+    """One forward of every row (δ added by the hook): (L_obj, logs, logits (B, T, V))."""
+    store_cm = capture_blocks(model, lens_layout, defense_layers) if objective.uses_lens \
+        else nullcontext({})
+    with store_cm as store:
+        logits = model(input_ids=b.ids, attention_mask=b.mask).logits  # (B, T, V)
+    rw_rows = torch.arange(b.n_rw, device=logits.device)
+    ans_logits = logits[rw_rows[:, None], b.ans_pos].float()  # (R, A, V)
+    ans_logp = torch.log_softmax(ans_logits, -1).gather(-1, b.ans_tok[..., None])[..., 0]
+    lens = None
+    if objective.uses_lens:
+        hidden = torch.stack([store[layer][rw_rows, b.first_pos]
+                              for layer in defense_layers])  # (L, R, D)
+        lens = decode(model, lens_layout, hidden).float()  # (L, R, V)
+    term, logs = objective.loss(ObjectiveBatch(ans_logp * b.ans_mask, b.ans_mask, b.first_tok,
+                                               lens), cfg)
+    return term, logs, logits
+
+
+def _kl_term(logits, b: _Batch, cfg, kl_init: list, logs: dict):
+    """λ_KL · KL(P_δ[· | p'] || P[· | p']) at the KL prompts' last token (0 without any)."""
+    n_kl = len(b.kl_pos)
+    if not n_kl:
+        return 0
+    rows = torch.arange(b.n_rw, b.n_rw + n_kl, device=logits.device)
+    kl_logp = torch.log_softmax(logits[rows, b.kl_pos].float(), -1)  # (K, V)
+    if kl_init[0] is None:
+        kl_init[0] = kl_logp.detach()
+    kl = (kl_logp.exp() * (kl_logp - kl_init[0])).sum(-1).mean()
+    logs["kl"] = kl.item()
+    return cfg.kl_factor * kl

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from detox.recipe import PromptConfig
-from lethe.recipe import load_recipe, passthrough_field, registry_field
+from detox.rewrite.recipe import PromptConfig
+from eval.detox.registry import scorer_field
+from lethe.recipe import load_recipe, passthrough_field
 from lethe.trainer import LoraSection, training_argument_names
 
 # The paper's fixed KL coefficient (Ziegenbein et al., 2024: PPO's KL penalty to the initial
@@ -30,7 +31,7 @@ PAPER_INSTRUCTION = ("Rewrite the following argument to be more appropriate and 
 @lru_cache(maxsize=None)
 def rl_config_names() -> frozenset[str]:
     """Keys a `train:` section may hold: fields of GRPOConfig or RLOOConfig (both extend
-    TrainingArguments). The chosen algorithm's own class is checked again in `detox.rl`."""
+    TrainingArguments). The chosen algorithm's own class is checked again in `detox.train.rl`."""
     from trl import GRPOConfig, RLOOConfig
 
     return frozenset(f.name for cls in (GRPOConfig, RLOOConfig) for f in dataclasses.fields(cls)
@@ -57,11 +58,12 @@ class PolicySection:
 
 
 def paper_prompt():
-    """`detox rewrite`'s prompt config (detox.recipe.PromptConfig) with the paper's instruction:
-    chat format = the instruction as the system turn, the argument as the user turn. The same
-    section under `rewriter.prompt` makes `detox rewrite` prompt the trained policy exactly as
-    training did (and keep the first line of its output, as the rewards saw it)."""
-    from detox.recipe import PromptConfig
+    """`detox rewrite`'s prompt config (detox.rewrite.recipe.PromptConfig) with the paper's
+    instruction: chat format = the instruction as the system turn, the argument as the user
+    turn. The same section under `rewriter.prompt` makes `detox rewrite` prompt the trained
+    policy exactly as training did (and keep the first line of its output, as the rewards saw
+    it)."""
+    from detox.rewrite.recipe import PromptConfig
 
     return PromptConfig(instruction_text=PAPER_INSTRUCTION)
 
@@ -99,32 +101,6 @@ class PairData:
     max_train: int | None = None  # at most this many pairs (seeded shuffle)
     eval_fraction: float = 0.05  # held out to report the response-token loss
     revision: str | None = None
-
-
-def _scorers(kind: str) -> dict:
-    """eval.detox's registry of `kind` (sta / sim / fl), importing the scorer modules first."""
-    import eval.detox.fluency  # noqa: F401  (each module registers its scorers on import)
-    import eval.detox.similarity  # noqa: F401
-    import eval.detox.toxicity  # noqa: F401
-    from eval.detox.registry import SCORERS
-
-    return SCORERS[kind]
-
-
-def _scorer_lookup(kind: str):
-    return (lambda name: _scorers(kind)[name]), (lambda: list(_scorers(kind)))
-
-
-def _scorer_default(kind: str, name: str, **kwargs):
-    lookup, _ = _scorer_lookup(kind)
-    return lambda: lookup(name)(name=name, **kwargs)
-
-
-def scorer_field(kind: str, name: str, **kwargs):
-    """A recipe section whose `name:` picks an eval.detox scorer of `kind`; the rest of the
-    mapping is that scorer's config (the same fields `detox eval` takes)."""
-    lookup, names = _scorer_lookup(kind)
-    return registry_field(lookup, names, default_factory=_scorer_default(kind, name, **kwargs))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The `detox rewrite` recipe: which rewriter, how to prompt and generate, how to score.
 
-    rewriter:            # a registry section: `name:` picks one of REWRITERS below
+    rewriter:            # a registry section: `name:` picks one of the registered rewriters
       name: fewshot      # fewshot | model | best_of_n
       model: smollm2
       pool: builtin
@@ -11,8 +11,13 @@
     scores: false
 
 The schema's defaults *are* the default recipe (recipes/detox/default.yaml spells them out and a
-test keeps the two equal), so `detox rewrite` works without any file. Implementations of the
-rewriters live in detox/rewriters.py and register against these config classes.
+test keeps the two equal), so `detox rewrite` works without any file.
+
+A rewriter is one module of `detox.rewrite` defining a frozen config dataclass registered with
+`@rewriter("name")`, whose `build(recipe, scorers)` returns the object that rewrites and whose
+optional `check(pf, recipe, where)` is its preflight (detox/rewrite/fewshot.py, model.py,
+best_of_n.py; docs/dev/extending.md). Every module of the package is imported before the
+registry is read, so no list names them.
 """
 
 from __future__ import annotations
@@ -21,17 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eval.detox.scorers import ScorersConfig
-from lethe.recipe import registry_field
+from lethe.recipe import load_recipe, registry_field
+from lethe.registry import discover
 
 # name -> config dataclass of a rewriter
 REWRITERS: dict[str, type] = {}
 
 
-def rewriter_config(name: str):
+def rewriter(name: str):
     """Class decorator: register a rewriter config dataclass under `name`."""
 
     def deco(cls):
-        if name in REWRITERS:
+        if REWRITERS.get(name, cls) is not cls:
             raise ValueError(f"rewriter {name!r} registered twice")
         REWRITERS[name] = cls
         return cls
@@ -39,22 +45,35 @@ def rewriter_config(name: str):
     return deco
 
 
+def rewriter_configs() -> dict[str, type]:
+    """name -> config class of every rewriter (the modules of detox.rewrite imported first)."""
+    discover("detox.rewrite")
+    return REWRITERS
+
+
 def _lookup(name: str) -> type:
-    return REWRITERS[name]
+    return rewriter_configs()[name]
 
 
 def _names() -> list[str]:
-    return sorted(REWRITERS)
+    return sorted(rewriter_configs())
 
 
 def _base_names() -> list[str]:
-    return sorted(n for n in REWRITERS if n != "best_of_n")
+    """Rewriters another one can wrap (best-of-n's base): not those that wrap one themselves."""
+    return sorted(n for n, c in rewriter_configs().items() if not getattr(c, "wraps", False))
 
 
 def _base_lookup(name: str) -> type:
-    if name == "best_of_n":
+    if name not in _base_names():
         raise KeyError(name)
-    return REWRITERS[name]
+    return rewriter_configs()[name]
+
+
+def rewriter_field(default: str, *, base: bool = False):
+    """A recipe section whose `name:` picks a rewriter (`base`: one that wraps no other)."""
+    lookup, names = (_base_lookup, _base_names) if base else (_lookup, _names)
+    return registry_field(lookup, names, default_factory=lambda: _lookup(default)())
 
 
 DEFAULT_INSTRUCTION = ("Rewrite the user's message so that it is polite and free of insults, "
@@ -91,60 +110,6 @@ class LMFields:
     device: str = "auto"  # auto = first accelerator torch sees, else cpu
 
 
-@rewriter_config("fewshot")
-@dataclass(frozen=True)
-class FewShotConfig(LMFields):
-    """In-context paraphrasing with retrieved demonstrations (Som et al., 2024)."""
-
-    name: str = "fewshot"
-    pool: str = "builtin"  # demonstrations: jsonl/csv/tsv (ParaDetox, CAPP or source/target
-    #                        columns); `builtin` = detox/data/demos.jsonl
-    k: int = 4  # demonstrations per prompt (0 = zero-shot)
-    selection: Literal["random", "most_similar", "least_similar"] = "most_similar"
-    # order of the chosen demonstrations by similarity to the input: ascending puts the most
-    # similar last, next to the input; as_selected keeps selection order (random stays random)
-    order: Literal["ascending", "descending", "as_selected"] = "ascending"
-    embedder: str = "minilm"  # sentence embedder for retrieval: minilm, a dir/hub id, hashing
-    exclude_identical: bool = True  # never show the input itself as a demonstration
-    seed: int = 0  # random selection: same input + seed -> same demonstrations, any batching
-    index_cache: str | None = None  # where pool embeddings are cached (default LETHE_CACHE)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-
-    def __post_init__(self):
-        if self.k < 0:
-            raise ValueError(f"rewriter.k must be >= 0, got {self.k}")
-
-
-@rewriter_config("model")
-@dataclass(frozen=True)
-class ModelConfig(LMFields):
-    """Any causal or seq2seq model (plus LoRA adapter), prompted without demonstrations."""
-
-    name: str = "model"
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-
-
-@rewriter_config("best_of_n")
-@dataclass(frozen=True)
-class BestOfNConfig:
-    """Sample n rewrites from `base` and keep the one the recipe's scorers rank highest."""
-
-    name: str = "best_of_n"
-    n: int = 8  # sampled candidates per input
-    temperature: float = 1.0
-    top_p: float = 0.95
-    include_greedy: bool = True  # also consider the greedy rewrite (n + 1 candidates)
-    # the ranking score is the product of these components (STA soft, SIM to the input, FL)
-    rerank: tuple[Literal["sta", "sim", "fl"], ...] = ("sta", "sim", "fl")
-    base: Any = registry_field(_base_lookup, _base_names, default_factory=FewShotConfig)
-
-    def __post_init__(self):
-        if self.n < 1:
-            raise ValueError(f"rewriter.n must be >= 1, got {self.n}")
-        if not self.rerank:
-            raise ValueError("rewriter.rerank needs at least one of sta, sim, fl")
-
-
 @dataclass(frozen=True)
 class GenerationConfig:
     batch_size: int = 32  # inputs per generate() call (32: 3.3x batch 1 on 2 CPU cores, 16: 2.9x)
@@ -162,7 +127,12 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class RewriteRecipe:
-    rewriter: Any = registry_field(_lookup, _names, default_factory=FewShotConfig)
+    rewriter: Any = rewriter_field("fewshot")
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     scorers: ScorersConfig = field(default_factory=ScorersConfig)  # best-of-n ranking, scores
     scores: bool = False  # add per-line {"sta", "sim", "fl"} of each rewrite (`--scores`)
+
+
+def load_rewrite_recipe(path: str | None, overrides=()) -> RewriteRecipe:
+    """The recipe at `path`, or the built-in default (the schema's defaults), plus overrides."""
+    return load_recipe(path, RewriteRecipe, overrides)

@@ -12,15 +12,14 @@ baseline so "better than chance" is visible.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 
 from lethe.errors import LetheError
+from lethe.outputs import write_dir_atomically
 from lethe.recipe import dump_yaml, to_dict
 
-from detox.train_recipe import ClassifierRecipe, LabelledData
+from detox.train.recipe import ClassifierRecipe, LabelledData
 
 log = logging.getLogger(__name__)
 
@@ -193,31 +192,16 @@ def tokenize(tokenizer, texts, labels, max_length: int):
     return datasets.Dataset.from_dict({**enc, "labels": labels})
 
 
-def save_dir_atomically(out: Path, write) -> Path:
-    """`write(tmp_dir)`, then swap tmp_dir into `out` (an old `out` is removed only after)."""
-    from lethe.outputs import replace_dir
-
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    return replace_dir(tmp, out)
-
-
 def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:
     """Fine-tune, evaluate on the valid/test folds, save model/ and results; return results."""
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import set_seed
 
-    from eval.report import (library_versions, machine_info, markdown_table, write_json,
-                             atomic_write_text)
     from lethe.cli import is_main_process
     from lethe.loading import load_tokenizer, model_identity
-    from lethe.trainer import DivergenceGuard, LetheTrainer, resume_checkpoint, \
-        training_arguments
+    from lethe.report import library_versions, machine_info
 
     out = Path(recipe.output_dir)
-    labels_names = recipe.model.labels
-    n_labels = len(labels_names)
+    n_labels = len(recipe.model.labels)
     if n_labels < 2:
         raise LetheError("model.labels: a classifier needs at least two labels")
     set_seed(recipe.seed)
@@ -225,29 +209,13 @@ def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:
     train_texts, train_labels = subsample(*folds["train"], recipe.data.max_train, recipe.seed)
     tok = load_tokenizer(recipe.model.name, revision=recipe.model.revision,
                          trust_remote_code=recipe.model.trust_remote_code)
-    model = load_classifier(recipe.model.name, labels_names, dtype=recipe.model.dtype,
-                            revision=recipe.model.revision,
-                            trust_remote_code=recipe.model.trust_remote_code)
-    if model.config.pad_token_id is None and tok.pad_token_id is not None:
-        model.config.pad_token_id = tok.pad_token_id
-    train_ds = tokenize(tok, train_texts, train_labels, recipe.model.max_length)
-    weight = balanced_weights(train_labels, n_labels) if recipe.class_weights == "balanced" \
-        else None
-    args = training_arguments(recipe.train, out, seed=recipe.seed)
-    trainer = LetheTrainer(model=model, args=args, train_dataset=train_ds,
-                           data_collator=DataCollatorWithPadding(tok),
-                           loss_fn=make_loss_fn(weight),
-                           guard=DivergenceGuard(recipe.guard.max_abs_loss),
-                           progress_desc="train-classifier")
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_checkpoint(out, resume))
-    train_s = time.perf_counter() - start
+    trainer, train_s = _train(recipe, tok, train_texts, train_labels, resume)
     model = trainer.model
     results = {"command": "detox train-classifier", "recipe": to_dict(recipe),
                "model": model_identity(recipe.model.name, recipe.model.revision),
                "data": {"source": recipe.data.source, "n_train": len(train_texts),
                         "train_label_counts": [train_labels.count(c) for c in range(n_labels)]},
-               "labels": list(labels_names), "train_seconds": round(train_s, 1),
+               "labels": list(recipe.model.labels), "train_seconds": round(train_s, 1),
                "steps": trainer.state.global_step, "versions": library_versions(),
                "machine": machine_info()}
     if not is_main_process():
@@ -265,16 +233,50 @@ def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
 
-    save_dir_atomically(out / "model", write)
+    write_dir_atomically(out / "model", write)
     results["saved"] = str(out / "model")
+    _write_report(recipe, results)
+    return results
+
+
+def _train(recipe: ClassifierRecipe, tok, texts: list[str], labels: list[int], resume):
+    """(trainer, seconds): cross-entropy fine-tuning through the shared trainer."""
+    from transformers import DataCollatorWithPadding
+
+    from lethe.trainer import DivergenceGuard, LetheTrainer, resume_checkpoint, \
+        training_arguments
+
+    m = recipe.model
+    model = load_classifier(m.name, m.labels, dtype=m.dtype, revision=m.revision,
+                            trust_remote_code=m.trust_remote_code)
+    if model.config.pad_token_id is None and tok.pad_token_id is not None:
+        model.config.pad_token_id = tok.pad_token_id
+    weight = balanced_weights(labels, len(m.labels)) if recipe.class_weights == "balanced" \
+        else None
+    out = Path(recipe.output_dir)
+    trainer = LetheTrainer(model=model, args=training_arguments(recipe.train, out,
+                                                                seed=recipe.seed),
+                           train_dataset=tokenize(tok, texts, labels, m.max_length),
+                           data_collator=DataCollatorWithPadding(tok),
+                           loss_fn=make_loss_fn(weight),
+                           guard=DivergenceGuard(recipe.guard.max_abs_loss),
+                           progress_desc="train-classifier")
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(out, resume))
+    return trainer, time.perf_counter() - start
+
+
+def _write_report(recipe: ClassifierRecipe, results: dict) -> None:
+    from lethe.report import atomic_write_text, markdown_table, write_json
+
+    out = Path(recipe.output_dir)
     write_json(out / "results.json", results)
     rows = [[key, results[key]["n"], results[key]["macro_f1"], results[key]["accuracy"],
              results[key]["majority_macro_f1"]] for key in ("valid", "test") if key in results]
     md = (f"# detox train-classifier: {recipe.model.name} on {recipe.data.source}\n\n"
-          f"{len(train_texts)} training texts, {trainer.state.global_step} steps in "
-          f"{train_s:.0f} s. Labels: {', '.join(labels_names)}.\n\n"
+          f"{results['data']['n_train']} training texts, {results['steps']} steps in "
+          f"{results['train_seconds']:.0f} s. Labels: {', '.join(recipe.model.labels)}.\n\n"
           + markdown_table(["fold", "n", "macro-F1", "accuracy", "majority-class macro-F1"],
                            rows, digits=3)
           + f"\nModel: `{out / 'model'}`\n\n```yaml\n{dump_yaml(recipe)}```\n")
     atomic_write_text(out / "results.md", md)
-    return results

@@ -1,5 +1,9 @@
 """The logit lens: read a next-token distribution off any intermediate layer.
 
+Where a model's blocks and final norm live (`LensLayout`) is also what ROME's edits need to
+find the MLP they rewrite, so both the extraction attacks (eval/attacks) and the edits
+(unlearn/rome) read it from here.
+
 nostalgebraist (2020), used as a white-box extraction attack by Patil, Hase & Bansal (2024,
 "Can Sensitive Information Be Deleted From LLMs?", Sec. 4): the hidden state after block `l`
 at the last prompt position is passed through the model's own final norm and unembedding,
@@ -19,7 +23,7 @@ from typing import Iterator, Sequence
 import torch
 
 from lethe.errors import LetheError
-from eval.attacks.scoring import encode_prompt, model_device, pad_id_of, pad_right
+from lethe.lm import encode_prompt, model_device, pad_id, pad_right
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def iter_prompt_lens(model, tok, prompts: Sequence[str | Sequence[int]], layers:
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         seqs = [encode_prompt(tok, p) if isinstance(p, str) else list(p) for p in chunk]
-        ids, mask = pad_right(seqs, pad_id_of(tok), device)
+        ids, mask = pad_right(seqs, pad_id(tok), device)
         last = mask.sum(1) - 1  # (b,) position of each prompt's last token
         with torch.no_grad(), capture_blocks(model, layout, layers) as store:
             model(input_ids=ids, attention_mask=mask)

@@ -1,4 +1,4 @@
-"""Few-shot in-context paraphrasing: demonstration pool, retrieval, ordering, prompt building.
+"""The `fewshot` rewriter: in-context paraphrasing with a demonstration pool, retrieval, ordering.
 
 Follows Som et al. (2024), "Demonstrations Are All You Need: Advancing Offensive Content
 Paraphrasing using In-Context Learning": k (rude, polite) demonstrations are chosen from a
@@ -23,12 +23,14 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
+from detox.rewrite.recipe import LMFields, PromptConfig, rewriter
+from detox.rewrite.rewriters import prompt_rewriter
 from lethe.errors import LetheError
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Demo:
 
 
 def builtin_pool_path() -> Path:
-    return Path(__file__).resolve().parent / "data" / "demos.jsonl"
+    return Path(__file__).resolve().parents[1] / "data" / "demos.jsonl"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,63 +318,71 @@ class DemoSelector:
 
 
 # ---------------------------------------------------------------------------------------------
-# prompts
+# the rewriter
 
 
-class PromptBuilder:
-    """Turns (input, context, demonstrations) into one prompt string in a resolved format."""
+@rewriter("fewshot")
+@dataclass(frozen=True)
+class FewShotConfig(LMFields):
+    """In-context paraphrasing with retrieved demonstrations (Som et al., 2024)."""
 
-    def __init__(self, cfg, tokenizer=None, fmt: str = "chat"):
-        if fmt == "chat" and (tokenizer is None or not getattr(tokenizer, "chat_template", None)):
-            raise LetheError("prompt format 'chat' needs a tokenizer with a chat template; use "
-                             "rewriter.prompt.format=plain")
-        self.cfg = cfg
-        self.tokenizer = tokenizer
-        self.fmt = fmt
+    name: str = "fewshot"
+    pool: str = "builtin"  # demonstrations: jsonl/csv/tsv (ParaDetox, CAPP or source/target
+    #                        columns); `builtin` = detox/data/demos.jsonl
+    k: int = 4  # demonstrations per prompt (0 = zero-shot)
+    selection: Literal["random", "most_similar", "least_similar"] = "most_similar"
+    # order of the chosen demonstrations by similarity to the input: ascending puts the most
+    # similar last, next to the input; as_selected keeps selection order (random stays random)
+    order: Literal["ascending", "descending", "as_selected"] = "ascending"
+    embedder: str = "minilm"  # sentence embedder for retrieval: minilm, a dir/hub id, hashing
+    exclude_identical: bool = True  # never show the input itself as a demonstration
+    seed: int = 0  # random selection: same input + seed -> same demonstrations, any batching
+    index_cache: str | None = None  # where pool embeddings are cached (default LETHE_CACHE)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
 
-    def message(self, text: str, context: Sequence[str] = ()) -> str:
-        """How one input (with its context, if used) is shown to the model."""
-        if context and self.cfg.use_context:
-            return self.cfg.context_template.format(
-                context=self.cfg.context_separator.join(context), text=text)
-        return text
+    def __post_init__(self):
+        if self.k < 0:
+            raise ValueError(f"rewriter.k must be >= 0, got {self.k}")
 
-    def build(self, text: str, context: Sequence[str] = (), demos: Sequence[Demo] = ()) -> str:
-        return getattr(self, f"_build_{self.fmt}")(text, tuple(context), list(demos))
+    def build(self, recipe, scorers=None):
+        if self.k > 0 and self.prompt.format == "raw":
+            raise LetheError("rewriter.prompt.format=raw cannot show demonstrations; use chat "
+                             "or plain, or set rewriter.k=0")
+        return prompt_rewriter(self, recipe, make_selector)
 
-    def _build_chat(self, text, context, demos):
-        messages = []
-        if self.cfg.instruction:
-            messages.append({"role": "system", "content": self.cfg.instruction_text})
-        for d in demos:
-            messages.append({"role": "user", "content": self.message(d.source, d.context)})
-            messages.append({"role": "assistant", "content": d.target})
-        messages.append({"role": "user", "content": self.message(text, context)})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=True)
+    def check(self, pf, recipe, where: str) -> None:
+        """Preflight: the model, then the pool and the retrieval embedder it will load."""
+        from detox.rewrite.checks import check_language_model
 
-    def _build_plain(self, text, context, demos):
-        c = self.cfg
-        parts = [c.instruction_text + "\n\n"] if c.instruction else []
-        for d in demos:
-            parts.append(f"{c.source_label} {self.message(d.source, d.context)}\n"
-                         f"{c.target_label} {d.target}\n\n")
-        parts.append(f"{c.source_label} {self.message(text, context)}\n{c.target_label}")
-        return "".join(parts)
+        check_language_model(pf, self, where)
+        if self.k == 0:
+            return
+        if self.prompt.format == "raw":
+            pf.problem(f"{where}.prompt.format=raw cannot show demonstrations; use chat or "
+                       f"plain, or set {where}.k=0")
+        demos = pf.run(f"{where}.pool", load_pool, self.pool)
+        if demos is not None:
+            pf.ok(f"{where}.pool {self.pool}: {len(demos)} demonstrations")
+        if self.embedder.startswith("hashing"):
+            from eval.detox.similarity import make_embedder
 
-    def _build_raw(self, text, context, demos):
-        if demos:
-            raise LetheError("prompt format 'raw' cannot show demonstrations; set rewriter.k=0 "
-                             "or use the chat/plain format")
-        return self.cfg.template.format(text=text,
-                                        context=self.cfg.context_separator.join(context))
+            pf.run(f"{where}.embedder", make_embedder, self.embedder)
+        else:
+            from lethe.preflight import check_model
 
-    def clean(self, generated: str) -> str:
-        """The rewrite inside a generation: first non-empty line, without a repeated label."""
-        out = generated.strip()
-        if self.cfg.first_line:
-            out = next((line.strip() for line in out.splitlines() if line.strip()), "")
-        label = self.cfg.target_label.strip()
-        if self.fmt == "plain" and label and out.startswith(label):
-            out = out[len(label):].strip()
-        return out
+            check_model(pf, self.embedder, where=f"{where}.embedder", task="encoder")
+
+
+def make_selector(cfg: FewShotConfig) -> DemoSelector | None:
+    if cfg.k == 0:
+        return None
+    from eval.detox.similarity import make_embedder
+    from lethe.loading import cache_dir
+
+    demos = load_pool(cfg.pool)
+    embedder = make_embedder(cfg.embedder, device=cfg.device)
+    index_dir = Path(cfg.index_cache) if cfg.index_cache else cache_dir() / "detox-index"
+    return DemoSelector(demos, cfg.k, cfg.selection, cfg.order, embedder, index_dir, cfg.seed,
+                        cfg.exclude_identical)
+
+

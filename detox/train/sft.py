@@ -14,11 +14,11 @@ import random
 import time
 from pathlib import Path
 
+from detox.train.algorithms import register
+from detox.train.policy import (load_policy, prompt_builder, run_results, save_policy,
+                                special_tokens)
+from detox.train.recipe import DetoxTrainRecipe, PairData
 from lethe.errors import LetheError
-from lethe.recipe import to_dict
-
-from detox.rl import load_policy, prompt_builder, register, save_policy, special_tokens
-from detox.train_recipe import DetoxTrainRecipe, PairData
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def load_pairs(p: PairData, seed: int) -> list[tuple[str, str]]:
 
 def encode_pair(tokenizer, builder, source: str, target: str) -> dict:
     """input_ids = prompt + response + EOS; labels = IGNORE on the prompt, the ids elsewhere.
-    The prompt is `detox rewrite`'s (builder: detox.fewshot.PromptBuilder)."""
+    The prompt is `detox rewrite`'s (builder: detox.rewrite.prompts.PromptBuilder)."""
     p_ids = tokenizer(builder.build(source), add_special_tokens=special_tokens(builder))[
         "input_ids"]
     r_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -53,21 +53,15 @@ def encode_pair(tokenizer, builder, source: str, target: str) -> dict:
             "labels": [IGNORE] * len(p_ids) + list(r_ids)}
 
 
-def collate(pad_id: int):
-    """Right-pad a list of encoded pairs into (B, T) tensors."""
+def collate(pad: int):
+    """Right-pad a list of encoded pairs into (B, T) tensors (labels padded with IGNORE)."""
 
     def fn(rows):
-        import torch
+        from lethe.lm import pad_right
 
-        width = max(len(r["input_ids"]) for r in rows)
-        out = {"input_ids": torch.full((len(rows), width), pad_id, dtype=torch.long),
-               "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
-               "labels": torch.full((len(rows), width), IGNORE, dtype=torch.long)}
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            for key in out:
-                out[key][i, :n] = torch.tensor(r[key])
-        return out
+        input_ids, mask = pad_right([r["input_ids"] for r in rows], pad)  # (B, T) each
+        labels, _ = pad_right([r["labels"] for r in rows], IGNORE)  # (B, T)
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
     return fn
 
@@ -112,82 +106,105 @@ def mean_response_nll(model, rows, pad_id: int, batch_size: int = 8) -> float:
 
 @register("sft")
 def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
-    import datasets
     from transformers import set_seed
 
-    from eval.report import (atomic_write_text, library_versions, machine_info, markdown_table,
-                             write_json)
     from lethe.cli import is_main_process
-    from lethe.loading import model_identity
-    from lethe.trainer import (DivergenceGuard, LetheTrainer, apply_lora, resume_checkpoint,
-                               training_arguments)
+    from lethe.lm import pad_id
+    from lethe.trainer import apply_lora
 
-    out = Path(recipe.output_dir)
     set_seed(recipe.seed)
     model, tok, base_spec = load_policy(recipe)
     if not hasattr(model, "peft_config"):
         model = apply_lora(model, recipe.lora)
+    builder = prompt_builder(tok, recipe.prompt)
+    data = _split_pairs(recipe, tok, builder)
+    pad = pad_id(tok)
+    nll_before = mean_response_nll(model, data["held"], pad) if data["held"] else None
+    trainer, train_s = _train(recipe, model, data["train"], pad, resume)
+    steps = trainer.state.global_step
+    model_dir = save_policy(trainer, tok, Path(recipe.output_dir), base_spec,
+                            bool(recipe.lora and recipe.lora.merge))
+    results = run_results(recipe, steps, train_s, model_dir)
+    results["data"] = {"source": recipe.pairs.source, "pairs": len(data["pairs"]),
+                       "kept": len(data["kept"]), "train": len(data["train"]),
+                       "held_out": len(data["held"])}
+    if not is_main_process():
+        return results
+    if data["held"]:
+        results["held_out_response_nll"] = {
+            "initial": nll_before, "final": mean_response_nll(trainer.model, data["held"], pad)}
+    # A few greedy rewrites of held-out inputs, for a look (not a metric).
+    sample = data["kept"][:min(8, len(data["held"]))]
+    if sample:
+        results["samples"] = _samples(recipe, trainer.model, tok, builder, sample)
+    _write_report(recipe, results, train_s)
+    return results
+
+
+def _split_pairs(recipe: DetoxTrainRecipe, tok, builder) -> dict:
+    """The pairs, those that fit `pairs.max_length` ("kept", as pairs), and their encodings
+    cut into the held-out share ("held") and the training rows ("train")."""
     p = recipe.pairs
     pairs = load_pairs(p, recipe.seed)
-    builder = prompt_builder(tok, recipe.prompt)
     encoded = [encode_pair(tok, builder, a, b) for a, b in pairs]
-    kept = [e for e in encoded if len(e["input_ids"]) <= p.max_length]
-    if not kept:
+    fits = [len(e["input_ids"]) <= p.max_length for e in encoded]
+    rows = [e for e, ok in zip(encoded, fits) if ok]
+    if not rows:
         raise LetheError(f"pairs: every pair is longer than pairs.max_length={p.max_length} "
                          f"tokens; raise it")
-    n_eval = max(1, int(round(len(kept) * p.eval_fraction))) if p.eval_fraction > 0 else 0
-    held, train_rows = kept[:n_eval], kept[n_eval:]
+    n_eval = max(1, int(round(len(rows) * p.eval_fraction))) if p.eval_fraction > 0 else 0
+    train = rows[n_eval:]
     if p.max_train is not None:
-        train_rows = train_rows[:p.max_train]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    nll_before = mean_response_nll(model, held, pad) if held else None
+        train = train[:p.max_train]
+    return {"pairs": pairs, "kept": [pr for pr, ok in zip(pairs, fits) if ok],
+            "held": rows[:n_eval], "train": train}
+
+
+def _train(recipe: DetoxTrainRecipe, model, rows: list[dict], pad: int, resume):
+    """(trainer, seconds): the response-token NLL through the shared trainer."""
+    import datasets
+
+    from lethe.trainer import (DivergenceGuard, LetheTrainer, resume_checkpoint,
+                               training_arguments)
+
+    out = Path(recipe.output_dir)
     args = training_arguments(recipe.train, out, seed=recipe.seed)
     trainer = LetheTrainer(model=model, args=args,
-                           train_dataset=datasets.Dataset.from_list(train_rows),
+                           train_dataset=datasets.Dataset.from_list(rows),
                            data_collator=collate(pad), loss_fn=loss_fn,
                            guard=DivergenceGuard(recipe.guard.max_abs_loss),
                            progress_desc="detox sft")
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_checkpoint(out, resume))
-    train_s = time.perf_counter() - start
-    steps = trainer.state.global_step
-    model_dir = save_policy(trainer, tok, out, base_spec, bool(recipe.lora and recipe.lora.merge))
-    results = {"command": "detox train", "algorithm": "sft", "recipe": to_dict(recipe),
-               "model": model_identity(recipe.model.name, recipe.model.revision),
-               "data": {"source": p.source, "pairs": len(pairs), "kept": len(kept),
-                        "train": len(train_rows), "held_out": len(held)},
-               "steps": steps, "train_seconds": round(train_s, 1),
-               "seconds_per_step": round(train_s / max(steps, 1), 2), "saved": str(model_dir),
-               "versions": library_versions(), "machine": machine_info()}
-    if not is_main_process():
-        return results
-    model = trainer.model
-    if held:
-        results["held_out_response_nll"] = {"initial": nll_before,
-                                            "final": mean_response_nll(model, held, pad)}
-    # A few greedy rewrites of held-out inputs, for a look (not a metric).
-    held_pairs = [pr for pr, e in zip(pairs, encoded) if len(e["input_ids"]) <= p.max_length]
-    sample = held_pairs[:min(8, n_eval)]
-    if sample:
-        from detox.rl import _PromptLM
+    return trainer, time.perf_counter() - start
 
-        tok.padding_side = "left"
-        lm = _PromptLM(model, tok, special_tokens(builder))
-        outs = lm.generate([builder.build(a) for a, _ in sample],
-                           recipe.evaluate.max_new_tokens, recipe.evaluate.batch_size)
-        results["samples"] = [{"source": a, "reference": b, "rewrite": builder.clean(o)}
-                              for (a, b), o in zip(sample, outs)]
+
+def _samples(recipe: DetoxTrainRecipe, model, tok, builder, pairs) -> list[dict]:
+    from lethe.lm import LM
+
+    tok.padding_side = "left"
+    outs = LM(model, tok).generate([builder.build(a) for a, _ in pairs],
+                                   recipe.evaluate.max_new_tokens, recipe.evaluate.batch_size,
+                                   add_special_tokens=special_tokens(builder))
+    return [{"source": a, "reference": b, "rewrite": builder.clean(o)}
+            for (a, b), o in zip(pairs, outs)]
+
+
+def _write_report(recipe: DetoxTrainRecipe, results: dict, train_s: float) -> None:
+    from lethe.report import atomic_write_text, markdown_table, write_json
+
+    out, data = Path(recipe.output_dir), results["data"]
     write_json(out / "results.json", results)
-    md = [f"# detox train (sft): {recipe.model.name} on {p.source}\n",
-          f"{len(train_rows)} training pairs, {steps} steps in {train_s:.0f} s "
+    md = [f"# detox train (sft): {recipe.model.name} on {recipe.pairs.source}\n",
+          f"{data['train']} training pairs, {results['steps']} steps in {train_s:.0f} s "
           f"({results['seconds_per_step']:.2f} s/step).\n"]
-    if held:
+    if "held_out_response_nll" in results:
         h = results["held_out_response_nll"]
         md.append(markdown_table(["held-out response NLL", "initial", "final"],
-                                 [[f"{len(held)} pairs", h["initial"], h["final"]]], digits=4))
+                                 [[f"{data['held_out']} pairs", h["initial"], h["final"]]],
+                                 digits=4))
     for s in results.get("samples", []):
         md.append(f"\n- **in**: {s['source']}\n  **ref**: {s['reference']}\n"
                   f"  **out**: {s['rewrite']}")
-    md.append(f"\n\nModel: `{model_dir}`\n")
+    md.append(f"\n\nModel: `{results['saved']}`\n")
     atomic_write_text(out / "results.md", "\n".join(md))
-    return results
