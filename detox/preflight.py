@@ -53,6 +53,18 @@ def check_rewrite(pf: Preflight, recipe: RewriteRecipe, *, input_file: str, outp
     return readable
 
 
+def check_eval(pf: Preflight, recipe: RewriteRecipe, metrics, baselines) -> None:
+    """`detox eval`: every scorer the chosen metrics call (its model, a classifier's label,
+    an embedding head's shapes) and the baselines' own scorers, before anything is scored."""
+    from detox.rewrite.recipe import rewriter_configs
+    from eval.detox.joint import scorers_used
+
+    for name in scorers_used(metrics):
+        check_scorer(pf, getattr(recipe.scorers, name), f"scorers.{name}")
+    for name in baselines:
+        check_rewriter(pf, rewriter_configs()[name](), recipe, f"--baselines {name}")
+
+
 def check_rewrite_input(pf: Preflight, path: Path, source: str, output: str, *,
                         overwrite: bool, on_error: str):
     """The input's lines and the ids an existing output already holds (read, not changed).
@@ -180,28 +192,48 @@ def preflight_train(recipe: DetoxTrainRecipe, *, resume=False, overwrite=False) 
 def preflight_classifier(recipe: ClassifierRecipe, *, resume=False,
                          overwrite=False) -> Preflight:
     """Everything `detox train-classifier RECIPE` reads and writes; raises PreflightError."""
-    from detox.train.classifier import load_folds
+    from detox.train.classifier import recipe_folds
     from lethe.cli import is_main_process
 
     pf = Preflight("detox train-classifier")
     m, n_labels = recipe.model, len(recipe.model.labels)
     if n_labels < 2:
         pf.problem("model.labels: a classifier needs at least two labels")
-    info = check_model(pf, m.name, where="model.name", task="sequence-classification",
-                       revision=m.revision, trust_remote_code=m.trust_remote_code)
-    folds = pf.run("data", load_folds, recipe.data, max(n_labels, 2))
+    head = recipe.kind == "embedding_head"
+    info = None
+    if head and m.name.startswith("hashing"):
+        from eval.detox.similarity import make_embedder
+
+        if pf.run("model.name", make_embedder, m.name) is not None:
+            pf.ok(f"model.name {m.name}: hashing embedder (no weights)")
+    else:
+        info = check_model(pf, m.name, where="model.name",
+                           task="encoder" if head else "sequence-classification",
+                           revision=m.revision, trust_remote_code=m.trust_remote_code)
+    where = "pairs" if recipe.pairs is not None else "data"
+    source = recipe.pairs.source if recipe.pairs is not None else recipe.data.source
+    folds = pf.run(where, recipe_folds, recipe)
     for key, (texts, labels) in (folds or {}).items():
         counts = [labels.count(c) for c in range(n_labels)]
-        pf.ok(f"data {recipe.data.source} ({key}): {len(texts)} texts, label counts {counts}")
+        pf.ok(f"{where} {source} ({key}): {len(texts)} texts, label counts {counts}")
     if folds is not None and not folds.get("train", ([], []))[0]:
-        pf.problem(f"data.train: no text in the training fold of {recipe.data.source}")
+        pf.problem(f"{where}: no text in the training fold of {source}")
+    if head:
+        _classifier_tail(pf, recipe, None, resume, overwrite, is_main_process())
+        return pf.finish()
     check_training_args(pf, recipe.train, recipe.output_dir)
-    if is_main_process():
-        check_output_dir(pf, recipe.output_dir, overwrite=overwrite, resume=bool(resume))
-        counted = model_bytes(info, m.dtype)
-        if counted:
-            n, nbytes = counted
-            ckpt, how = training_bytes(recipe.train, n_params=n, dtype_bytes=nbytes)
-            check_disk(pf, recipe.output_dir, n * nbytes + ckpt, f"the classifier, "
-                       f"{n / 1e6:.2f}M parameters x {nbytes} bytes; {how}")
+    _classifier_tail(pf, recipe, info, resume, overwrite, is_main_process())
     return pf.finish()
+
+
+def _classifier_tail(pf, recipe: ClassifierRecipe, info, resume, overwrite, main: bool) -> None:
+    """The output directory and the disk the classifier (if counted) will take."""
+    if not main:
+        return
+    check_output_dir(pf, recipe.output_dir, overwrite=overwrite, resume=bool(resume))
+    counted = model_bytes(info, recipe.model.dtype) if info is not None else None
+    if counted:
+        n, nbytes = counted
+        ckpt, how = training_bytes(recipe.train, n_params=n, dtype_bytes=nbytes)
+        check_disk(pf, recipe.output_dir, n * nbytes + ckpt, f"the classifier, "
+                   f"{n / 1e6:.2f}M parameters x {nbytes} bytes; {how}")

@@ -89,6 +89,9 @@ def read_rewrites(path: Path, name: str) -> list:
                    "ParaDetox neutral1..3); default: each line's own 'references' field, if any.")
 @click.option("--metrics", default=None, metavar="M1,M2",
               help="Comma-separated metrics (default: all that apply). See --list-metrics.")
+@click.option("--baselines", default=None, metavar="B1,B2",
+              help="Also rewrite the same inputs with these baselines (copy, delete) and report "
+                   "them as rows of the same table, e.g. --baselines copy,delete.")
 @click.option("--recipe", "recipe_path", default=None, metavar="RECIPE.yaml",
               help="Take the scorers: section from this recipe (default: built-in scorers).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -97,12 +100,14 @@ def read_rewrites(path: Path, name: str) -> list:
               help="Where results.json and results.md go (default: OUT.eval/ beside the file).")
 @click.option("--per-example", is_flag=True, help="Also write per_example.jsonl to the report dir.")
 @click.option("--list-metrics", is_flag=True, help="List the metrics and exit.")
-def eval_command(output_file, references, metrics, recipe_path, overrides, report_dir,
+def eval_command(output_file, references, metrics, baselines, recipe_path, overrides, report_dir,
                  per_example, list_metrics):
     """Score the rewrites in OUT.jsonl (written by `detox rewrite`).
 
-    STA (non-toxicity), SIM (similarity to the input), FL (fluency), the joint scores
-    j_paradetox / j_clef2024 / j_bin_chrf, and with references chrF, BLEU and ROUGE-L.
+    STA (non-toxicity) under the word-list scorer and the learned classifier, SIM (similarity
+    to the input), FL (fluency), the refusal share, the joint scores j_paradetox / j_clef2024 /
+    j_bin_chrf / j_clf, and with references chrF, BLEU and ROUGE-L. --baselines adds the
+    trivial rewriters (copy, delete) as rows of the same report.
     """
     from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox import joint
@@ -117,6 +122,7 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     path = Path(output_file)
     if not path.is_file():
         raise LetheError(f"file not found: {output_file} (the output of detox rewrite)")
+    base_names = baseline_names(baselines)
     out_dir = Path(report_dir) if report_dir else path.with_name(path.stem + ".eval")
     lock_output(out_dir, "report directory")
     rows = read_rewrites(path, output_file)
@@ -124,19 +130,61 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else \
         list(joint.default_metrics(refs is not None))
     names = joint.check_metrics(names, refs is not None)
+    _preflight(recipe, names, base_names)
 
     start = time.perf_counter()
-    comps = joint.Components([r.extra["rewrite"] for r in rows], [r.text for r in rows], refs,
-                             Scorers.from_config(recipe.scorers))
+    scorers = Scorers.from_config(recipe.scorers)
+    sources = [r.text for r in rows]
+    comps = joint.Components([r.extra["rewrite"] for r in rows], sources, refs, scorers)
     summary, per_ex = joint.evaluate(comps, names)
+    systems = {path.stem: summary}
+    for name, texts in run_baselines(base_names, rows).items():
+        systems[name] = joint.evaluate(joint.Components(texts, sources, refs, scorers), names)[0]
     elapsed = time.perf_counter() - start
     results = {"file": str(path), "n": len(rows), "references": references or (
         "per-line 'references' field" if refs is not None else None), "metrics": summary,
+        "baselines": {k: v for k, v in systems.items() if k in base_names},
         "scorers": recipe.scorers, "elapsed_s": round(elapsed, 2)}
-    table = _write_report(out_dir, results, names, rows, per_ex if per_example else None)
+    table = _write_report(out_dir, results, names, rows, per_ex if per_example else None,
+                          systems)
     click.echo(table, nl=False)
     click.echo(f"detox eval: {len(rows)} line(s) scored in {elapsed:.1f} s -> {out_dir}/",
                err=True)
+
+
+def _preflight(recipe, names, base_names) -> None:
+    """The scorers the metrics need and the baselines: every problem at once, exit 2."""
+    from detox.preflight import check_eval
+    from lethe.preflight import Preflight
+
+    pf = Preflight("detox eval")
+    check_eval(pf, recipe, names, base_names)
+    pf.finish()
+
+
+def baseline_names(spec: str | None) -> list[str]:
+    """The baselines `--baselines` names (rewriters marked `baseline = True`), checked."""
+    if not spec:
+        return []
+    from detox.rewrite.recipe import rewriter_configs
+    from lethe.recipe import nearest
+
+    valid = sorted(n for n, c in rewriter_configs().items() if getattr(c, "baseline", False))
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for n in names:
+        if n not in valid:
+            raise LetheError(f"--baselines: unknown baseline '{n}'{nearest(n, valid)}; valid: "
+                             f"{', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+def run_baselines(names, rows) -> dict[str, list[str]]:
+    """{baseline: its rewrite of every row's text}, each with its default configuration."""
+    from detox.rewrite.recipe import rewriter_configs
+    from detox.rewrite.rewriters import Item
+
+    items = [Item(r.text, r.context) for r in rows]
+    return {n: [x.text for x in rewriter_configs()[n]().build().rewrite(items)] for n in names}
 
 
 def _references(rows, references: str | None) -> list[list[str]] | None:
@@ -156,21 +204,24 @@ def _references(rows, references: str | None) -> list[list[str]] | None:
     return refs
 
 
-def _write_report(out_dir: Path, results: dict, names, rows, per_ex) -> str:
-    """results.json, results.md (+ per_example.jsonl); returns the Markdown table."""
-    from eval.detox import joint
+def _write_report(out_dir: Path, results: dict, names, rows, per_ex, systems: dict) -> str:
+    """results.json, results.md, results.png (+ per_example.jsonl); returns the Markdown."""
     from lethe.recipe import to_dict
-    from lethe.report import atomic_write_text, library_versions, machine_info, \
-        markdown_table, write_json
+    from lethe.report import atomic_write_text, library_versions, machine_info, write_json
 
     results = dict(results, scorers=to_dict(results["scorers"]), versions=library_versions(),
                    machine=machine_info())
+    main = Path(results["file"]).stem
+    if len(systems) > 1:
+        results["beats_baselines"] = beats(systems, main, names)
     write_json(out_dir / "results.json", results)
-    summary = results["metrics"]
-    table = markdown_table(["metric", "value", "what"],
-                           [[n, summary[n], joint.METRICS[n].doc] for n in names], digits=3)
+    table = summary_table(systems, names)
+    if len(systems) > 1:
+        table += "\n" + beats_line(results["beats_baselines"])
+    plot_systems(systems, names, out_dir / "results.png")
     atomic_write_text(out_dir / "results.md", f"# detox eval: {Path(results['file']).name} "
-                                              f"({len(rows)} lines)\n\n{table}")
+                                              f"({len(rows)} lines)\n\n{table}\n"
+                                              f"![metrics](results.png)\n")
     if per_ex is not None:
         lines = []
         for i, r in enumerate(rows):
@@ -179,3 +230,56 @@ def _write_report(out_dir: Path, results: dict, names, rows, per_ex) -> str:
             lines.append(json.dumps(obj, ensure_ascii=False))
         atomic_write_text(out_dir / "per_example.jsonl", "\n".join(lines) + "\n")
     return table
+
+
+def summary_table(systems: dict, names) -> str:
+    """One system: metric | value | what. Several: one row per system, one column per metric."""
+    from eval.detox import joint
+    from lethe.report import markdown_table
+
+    if len(systems) == 1:
+        (summary,) = systems.values()
+        return markdown_table(["metric", "value", "what"],
+                              [[n, summary[n], joint.METRICS[n].doc] for n in names], digits=3)
+    return markdown_table(["system", *names], [[s, *(m[n] for n in names)]
+                                               for s, m in systems.items()], digits=3)
+
+
+# the joint scores a system is compared on with the baselines (higher is better)
+JOINT = ("j_bin_chrf", "j_clf", "j_paradetox", "j_clef2024")
+
+
+def beats(systems: dict, main: str, names) -> dict:
+    """{baseline: {joint metric: main's value - baseline's}} for the joint scores computed."""
+    return {b: {n: systems[main][n] - m[n] for n in JOINT if n in names}
+            for b, m in systems.items() if b != main}
+
+
+def beats_line(diffs: dict) -> str:
+    parts = [f"{n} {d:+.3f} vs {b}" for b, ds in diffs.items() for n, d in ds.items()]
+    return ("Margin over the baselines (positive = better): " + "; ".join(parts) + "\n") \
+        if parts else ""
+
+
+def plot_systems(systems: dict, names, path: Path) -> None:
+    """Grouped bars: one group per metric in [0, 1], one bar per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lethe.report import save_figure
+
+    shown = [n for n in names if n not in ("bleu", "chrf_corpus", "rouge_l")]
+    width = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(shown) * max(1, len(systems)) ** 0.5), 3.5))
+    for i, (sysname, m) in enumerate(systems.items()):
+        ax.bar([j + i * width for j in range(len(shown))], [m[n] for n in shown], width,
+               label=sysname)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shown))], shown, rotation=45,
+                  ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("detox eval")
+    save_figure(fig, path)
+    plt.close(fig)

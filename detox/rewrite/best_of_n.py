@@ -22,8 +22,9 @@ class BestOfNConfig:
     temperature: float = 1.0
     top_p: float = 0.95
     include_greedy: bool = True  # also consider the greedy rewrite (n + 1 candidates)
-    # the ranking score is the product of these components (STA soft, SIM to the input, FL)
-    rerank: tuple[Literal["sta", "sim", "fl"], ...] = ("sta", "sim", "fl")
+    # the ranking score is the product of these components (STA soft, SIM to the input, FL,
+    # and sta_clf: the soft STA of the recipe's second, learned STA scorer)
+    rerank: tuple[Literal["sta", "sim", "fl", "sta_clf"], ...] = ("sta", "sim", "fl")
     base: Any = rewriter_field("fewshot", base=True)  # the rewriter that proposes candidates
 
     wraps = True  # wraps another rewriter (so it cannot be another best_of_n's base)

@@ -39,6 +39,9 @@ def check_scorer(pf: Preflight, cfg, where: str) -> None:
     from lethe.loading import package_dir
 
     for need in needs(cfg):
+        if need.head:
+            _check_head(pf, need, where)
+            continue
         if need.package:
             if pf.run(where, package_dir, need.package):
                 pf.ok(f"{where}: package {need.package} installed")
@@ -47,3 +50,21 @@ def check_scorer(pf: Preflight, cfg, where: str) -> None:
         if info is not None and need.label and info.config is not None:
             pf.run(f"{where}.model", HFClassifierProb.label_index, info.config.id2label,
                    need.label, need.model)
+
+
+def _check_head(pf: Preflight, need, where: str) -> None:
+    """An embedding head: its files, shapes and label, then the embedder it runs on."""
+    from eval.detox.head import verify_head
+    from eval.detox.toxicity import HFClassifierProb
+
+    found = pf.run(f"{where}.model", verify_head, need.head)
+    if found is None:
+        return
+    meta, summary = found
+    if need.label is not None and pf.run(
+            f"{where}.model", HFClassifierProb.label_index, dict(enumerate(meta["labels"])),
+            str(need.label), need.head) is None:
+        return
+    pf.ok(f"{where}.model {need.head}: {summary}")
+    if not meta["embedder"].startswith("hashing"):
+        check_model(pf, meta["embedder"], where=f"{where}.model (embedder)", task="encoder")

@@ -29,6 +29,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
+from detox.heldout import drop_heldout
 from detox.rewrite.recipe import LMFields, PromptConfig, rewriter
 from detox.rewrite.rewriters import prompt_rewriter
 from lethe.errors import LetheError
@@ -134,6 +135,8 @@ def load_pool(spec: str) -> list[Demo]:
     layout = detect_layout(list(rows[0].keys()), str(path))
     make = LAYOUTS[layout][1]
     demos = [d for d in map(make, rows) if d.source and d.target]
+    # the ParaDetox held-out slice is never a demonstration (detox/heldout.py)
+    demos = drop_heldout(demos, lambda d: d.source, f"demonstration pool {path.name}")
     if not demos:
         raise LetheError(f"demonstration pool {path} has no row with both a source and a target")
     log.info("demonstration pool %s: %d demonstrations (%s layout)", path.name, len(demos), layout)

@@ -192,51 +192,105 @@ def tokenize(tokenizer, texts, labels, max_length: int):
     return datasets.Dataset.from_dict({**enc, "labels": labels})
 
 
+def recipe_folds(recipe: ClassifierRecipe) -> dict[str, tuple[list[str], list[int]]]:
+    """The labelled folds of a recipe: from `pairs` when it is set, else from `data`."""
+    n_labels = len(recipe.model.labels)
+    if recipe.pairs is not None:
+        from detox.train.classifier_head import pair_folds
+
+        return pair_folds(recipe.pairs, recipe.model.labels, recipe.seed)
+    folds = load_folds(recipe.data, max(n_labels, 2))
+    texts, labels = subsample(*folds["train"], recipe.data.max_train, recipe.seed)
+    return {**folds, "train": (texts, labels)}
+
+
 def train_classifier(recipe: ClassifierRecipe, *, resume=False) -> dict:
-    """Fine-tune, evaluate on the valid/test folds, save model/ and results; return results."""
+    """Fine-tune (or fit an embedding head), evaluate on the valid/test folds, save model/ and
+    results; return results."""
     from transformers import set_seed
 
     from lethe.cli import is_main_process
-    from lethe.loading import load_tokenizer, model_identity
-    from lethe.report import library_versions, machine_info
 
     out = Path(recipe.output_dir)
     n_labels = len(recipe.model.labels)
     if n_labels < 2:
         raise LetheError("model.labels: a classifier needs at least two labels")
     set_seed(recipe.seed)
-    folds = load_folds(recipe.data, n_labels)
-    train_texts, train_labels = subsample(*folds["train"], recipe.data.max_train, recipe.seed)
-    tok = load_tokenizer(recipe.model.name, revision=recipe.model.revision,
-                         trust_remote_code=recipe.model.trust_remote_code)
-    trainer, train_s = _train(recipe, tok, train_texts, train_labels, resume)
-    model = trainer.model
-    results = {"command": "detox train-classifier", "recipe": to_dict(recipe),
-               "model": model_identity(recipe.model.name, recipe.model.revision),
-               "data": {"source": recipe.data.source, "n_train": len(train_texts),
-                        "train_label_counts": [train_labels.count(c) for c in range(n_labels)]},
-               "labels": list(recipe.model.labels), "train_seconds": round(train_s, 1),
-               "steps": trainer.state.global_step, "versions": library_versions(),
-               "machine": machine_info()}
+    folds = recipe_folds(recipe)
+    train_texts, train_labels = folds["train"]
+    fit = _fit_head if recipe.kind == "embedding_head" else _fit_finetune
+    results, probs, save = fit(recipe, folds, resume)
+    results = {**_common_results(recipe, folds), **results}
     if not is_main_process():
         return results
-    start = time.perf_counter()
     for key in ("valid", "test"):
         if key in folds:
-            texts, gold = folds[key]
-            probs = predict_proba(model, tok, texts, batch_size=recipe.eval_batch_size,
-                                  max_length=recipe.model.max_length)
-            results[key] = scores(gold, probs, n_labels)
-    results["eval_seconds"] = round(time.perf_counter() - start, 1)
-
-    def write(tmp):
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-
-    write_dir_atomically(out / "model", write)
+            results[key] = scores(folds[key][1], probs(key), n_labels)
+    write_dir_atomically(out / "model", save)
     results["saved"] = str(out / "model")
     _write_report(recipe, results)
     return results
+
+
+def _common_results(recipe: ClassifierRecipe, folds) -> dict:
+    from lethe.loading import model_identity
+    from lethe.report import library_versions, machine_info
+
+    from detox.train.classifier_head import data_hash
+
+    texts, labels = folds["train"]
+    n_labels = len(recipe.model.labels)
+    source = recipe.pairs.source if recipe.pairs is not None else recipe.data.source
+    ident = (model_identity(recipe.model.name, recipe.model.revision)
+             if not recipe.model.name.startswith("hashing") else {"spec": recipe.model.name})
+    return {"command": "detox train-classifier", "kind": recipe.kind, "recipe": to_dict(recipe),
+            "model": ident, "data": {"source": source, "n_train": len(texts),
+                                     "train_label_counts": [labels.count(c)
+                                                            for c in range(n_labels)],
+                                     "train_sha256_16": data_hash(folds)},
+            "labels": list(recipe.model.labels), "versions": library_versions(),
+            "machine": machine_info()}
+
+
+def _fit_finetune(recipe: ClassifierRecipe, folds, resume):
+    """(results, fold -> probabilities, save(dir)) for an encoder fine-tuned end to end."""
+    from lethe.loading import load_tokenizer
+
+    tok = load_tokenizer(recipe.model.name, revision=recipe.model.revision,
+                         trust_remote_code=recipe.model.trust_remote_code)
+    trainer, train_s = _train(recipe, tok, *folds["train"], resume)
+    model = trainer.model
+
+    def probs(key):
+        return predict_proba(model, tok, folds[key][0], batch_size=recipe.eval_batch_size,
+                             max_length=recipe.model.max_length)
+
+    def save(tmp):
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+
+    return {"train_seconds": round(train_s, 1), "steps": trainer.state.global_step}, probs, save
+
+
+def _fit_head(recipe: ClassifierRecipe, folds, resume):
+    """(results, fold -> probabilities, save(dir)) for a logistic-regression head on the
+    frozen embedder (eval/detox/head.py)."""
+    from eval.detox.head import save_head
+
+    from detox.train.classifier_head import fit_head
+
+    fit = fit_head(recipe, folds)
+    extra = {"C": fit["C"], "trained_on": recipe.pairs.source if recipe.pairs is not None
+             else recipe.data.source}
+    results = {"train_seconds": fit["embed_seconds"] + fit["fit_seconds"],
+               "embed_seconds": fit["embed_seconds"], "fit_seconds": fit["fit_seconds"],
+               "C": fit["C"], "steps": 0}
+
+    def save(tmp):
+        save_head(Path(tmp), fit["weight"], fit["bias"], recipe.model.name, recipe.model.labels,
+                  extra)
+
+    return results, lambda key: fit["probs"][key], save
 
 
 def _train(recipe: ClassifierRecipe, tok, texts: list[str], labels: list[int], resume):
@@ -273,7 +327,8 @@ def _write_report(recipe: ClassifierRecipe, results: dict) -> None:
     write_json(out / "results.json", results)
     rows = [[key, results[key]["n"], results[key]["macro_f1"], results[key]["accuracy"],
              results[key]["majority_macro_f1"]] for key in ("valid", "test") if key in results]
-    md = (f"# detox train-classifier: {recipe.model.name} on {recipe.data.source}\n\n"
+    source = recipe.pairs.source if recipe.pairs is not None else recipe.data.source
+    md = (f"# detox train-classifier ({recipe.kind}): {recipe.model.name} on {source}\n\n"
           f"{results['data']['n_train']} training texts, {results['steps']} steps in "
           f"{results['train_seconds']:.0f} s. Labels: {', '.join(recipe.model.labels)}.\n\n"
           + markdown_table(["fold", "n", "macro-F1", "accuracy", "majority-class macro-F1"],

@@ -264,12 +264,32 @@ class ClassifierModel:
 
 
 @dataclass(frozen=True)
+class HeadSection:
+    """kind: embedding_head - a logistic regression on the frozen embedder's vectors."""
+
+    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0)  # inverse L2 strengths tried; the
+    # one with the best valid macro-F1 is kept (scikit-learn LogisticRegression's C)
+    max_iter: int = 2000  # lbfgs iterations
+    batch_size: int = 64  # texts per embedder call
+
+
+@dataclass(frozen=True)
 class ClassifierRecipe:
     """`detox train-classifier RECIPE`."""
 
     output_dir: str = "runs/detox/classifier"  # gets model/, metrics.jsonl, results.json/.md
     seed: int = 0
+    # finetune: the encoder + a new head, trained end to end through the shared trainer;
+    # embedding_head: the encoder frozen (a sentence embedder: minilm, hashing:DIM), a
+    # logistic-regression head on its normalised vectors (eval/detox/head.py): seconds to
+    # train once the texts are embedded, a few KB to ship
+    kind: Literal["finetune", "embedding_head"] = "finetune"
     data: LabelledData = field(default_factory=LabelledData)
+    # instead of `data`: parallel pairs (e.g. ParaDetox) - the inputs are class 1 (labels[1],
+    # e.g. toxic), their rewrites class 0; pairs.eval_fraction of the inputs (with their
+    # rewrites) is the valid fold; the held-out slice (detox/heldout.py) never enters
+    pairs: PairData | None = None
+    head: HeadSection = field(default_factory=HeadSection)
     model: ClassifierModel = field(default_factory=ClassifierModel)
     class_weights: Literal["none", "balanced"] = "none"  # balanced: inverse class frequency in
     # the cross-entropy (for skewed label distributions)

@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from detox.heldout import drop_heldout
 from detox.train.algorithms import register
 from detox.train.policy import (load_policy, policy_prompt, prompt_builder, run_results,
                                 save_policy, special_tokens)
@@ -153,7 +154,9 @@ def build_datasets(recipe, tokenizer, scorers):
                          "(rewards.appropriateness)")
     p_app = (lambda batch: app.score(batch)) if app is not None else None
     fold = d.train_fold if d.fold_field else None
-    train, info = select_prompts(_table_texts(recipe, fold), d.max_train, p_app, f.threshold,
+    # the ParaDetox held-out slice never becomes a training prompt (detox/heldout.py)
+    pool = drop_heldout(_table_texts(recipe, fold), str, f"data {d.source}")
+    train, info = select_prompts(pool, d.max_train, p_app, f.threshold,
                                  recipe.seed)
     if not train:
         raise LetheError(f"data: no training prompt left after filtering {info} (lower "

@@ -14,6 +14,7 @@ import random
 import time
 from pathlib import Path
 
+from detox.heldout import drop_heldout
 from detox.train.algorithms import register
 from detox.train.policy import (load_policy, prompt_builder, run_results, save_policy,
                                 special_tokens)
@@ -26,8 +27,8 @@ IGNORE = -100  # label of positions that carry no loss (prompt tokens, padding)
 
 
 def load_pairs(p: PairData, seed: int) -> list[tuple[str, str]]:
-    """(input, target) pairs, empty targets dropped, shuffled with `seed`, capped at max_train
-    + the held-out share."""
+    """(input, target) pairs, empty targets dropped, the ParaDetox held-out slice left out
+    (detox/heldout.py), shuffled with `seed`."""
     from lethe.loading import load_table
 
     table = load_table(p.source, config=p.config, split=p.split, revision=p.revision,
@@ -35,6 +36,7 @@ def load_pairs(p: PairData, seed: int) -> list[tuple[str, str]]:
     pairs = [(str(a).strip(), str(b).strip())
              for a, b in zip(table[p.input_field], table[p.target_field])
              if a is not None and b is not None and str(a).strip() and str(b).strip()]
+    pairs = drop_heldout(pairs, lambda pr: pr[0], f"pairs {p.source}")
     if not pairs:
         raise LetheError(f"pairs: {p.source} has no row with both {p.input_field} and "
                          f"{p.target_field}")
@@ -47,7 +49,10 @@ def encode_pair(tokenizer, builder, source: str, target: str) -> dict:
     The prompt is `detox rewrite`'s (builder: detox.rewrite.prompts.PromptBuilder)."""
     p_ids = tokenizer(builder.build(source), add_special_tokens=special_tokens(builder))[
         "input_ids"]
-    r_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    # plain prompts end with the label ("Polite:"): the rewrite follows after a space, as the
+    # base model would tokenise it (" I" not "I")
+    response = f" {target}" if builder.fmt == "plain" else target
+    r_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = list(p_ids) + list(r_ids)
     return {"input_ids": ids, "attention_mask": [1] * len(ids),
             "labels": [IGNORE] * len(p_ids) + list(r_ids)}
@@ -67,13 +72,21 @@ def collate(pad: int):
 
 
 def response_nll(model, batch):
-    """Mean NLL of the response tokens: logits at t predict token t+1. (loss, n_tokens)"""
+    """Mean NLL of the response tokens: logits at t predict token t+1. (loss, n_tokens)
+
+    Only the positions from the earliest response in the batch on get logits
+    (`logits_to_keep`): the LM head (576 x 49k for SmolLM2, ~1/5 of its forward) and the
+    (B, T, V) float copy are skipped over the prompts, whose labels are IGNORE anyway."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"],
-                   attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    labels = batch["labels"][:, 1:]  # (B, T-1)
-    logits = logits[:, :-1].float()  # (B, T-1, V)
+    labels = batch["labels"]  # (B, T)
+    T = labels.shape[1]
+    has = (labels != IGNORE).any(0).nonzero()
+    start = max(int(has[0]) - 1, 0) if len(has) else 0  # first position whose logit is used
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=T - start).logits  # (B, T - start, V)
+    labels = labels[:, start + 1:]  # (B, T - start - 1)
+    logits = logits[:, :-1].float()  # (B, T - start - 1, V)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                            ignore_index=IGNORE)
     return loss, int((labels != IGNORE).sum())

@@ -6,12 +6,15 @@ Components per example i (computed on demand, once, by ``Components``):
   sim_i      = SIM(rewrite_i, source_i)                    (the SIM scorer)
   fl_i       = FL(rewrite_i)                               (the FL scorer)
   chrf_i     = sentence chrF(rewrite_i, references_i) / 100  (sacrebleu: char 6-grams, beta 2)
+  sta_clf_i, sta_bin_clf_i = the same two STA columns under the second, learned STA scorer
+  refusal_i  = 1 if rewrite_i is a refusal/apology its source is not (eval/detox/refusal.py)
 
 Joint scores, each a mean over examples of a per-example product:
   j_paradetox = mean_i sta_bin_i * sim_i * fl_i   (ParaDetox, Logacheva et al. 2022: J)
   j_clef2024  = mean_i sta_i * sim_i * chrf_i     (TextDetox / PAN at CLEF 2024: J with soft STA
                                                    and chrF against the references as FL)
   j_bin_chrf  = mean_i sta_bin_i * sim_i * chrf_i (the J of the anchors in BENCHMARKS.md)
+  j_clf       = mean_i sta_bin_clf_i * sim_i * chrf_i  (the same J under the learned STA)
 
 Every score is reported in [0, 1] (BLEU and chrF are sacrebleu's 0-100 scores / 100).
 """
@@ -105,6 +108,27 @@ class Components:
         return [float(p < threshold) for p in self.toxic_prob]
 
     @cached_property
+    def toxic_prob_clf(self) -> list[float]:
+        if getattr(self.scorers, "sta_clf", None) is None:
+            raise LetheError("this metric needs a second STA scorer (scorers.sta_clf)")
+        return self.scorers.sta_clf.toxic_prob(self.texts)
+
+    @cached_property
+    def sta_clf(self) -> list[float]:
+        return [1.0 - p for p in self.toxic_prob_clf]
+
+    @cached_property
+    def sta_bin_clf(self) -> list[float]:
+        threshold = self.scorers.sta_clf.threshold
+        return [float(p < threshold) for p in self.toxic_prob_clf]
+
+    @cached_property
+    def refusal(self) -> list[float]:
+        from eval.detox.refusal import refusals
+
+        return refusals(self.texts, self.sources)
+
+    @cached_property
     def sim(self) -> list[float]:
         return self.scorers.sim.score(self.texts, self.sources)
 
@@ -141,42 +165,59 @@ class Metric:
     needs_refs: bool
     per_example: Callable[[Components], list[float]] | None  # averaged for the summary
     corpus: Callable[[Components], float] | None  # a corpus-level value
+    uses: tuple[str, ...] = ()  # the scorers it needs (sta, sim, fl, sta_clf): preflight
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, doc: str, *, needs_refs: bool = False, corpus: bool = False):
+def metric(name: str, doc: str, *, needs_refs: bool = False, corpus: bool = False,
+           uses: tuple[str, ...] = ()):
     """Register `fn(components)` as metric `name` (per-example list, or a corpus value)."""
 
     def deco(fn):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = Metric(name, doc, needs_refs, None if corpus else fn,
-                               fn if corpus else None)
+                               fn if corpus else None, uses)
         return fn
 
     return deco
 
 
-metric("sta", "mean soft STA, 1 - P(toxic)")(lambda c: c.sta)
-metric("sta_bin", "share of rewrites classified non-toxic")(lambda c: c.sta_bin)
-metric("sim", "mean similarity of rewrite and source")(lambda c: c.sim)
-metric("fl", "mean fluency")(lambda c: c.fl)
+def scorers_used(names: Sequence[str]) -> list[str]:
+    """The scorers (sta, sim, fl, sta_clf) the metrics `names` will call."""
+    return list(dict.fromkeys(u for n in names for u in METRICS[n].uses))
+
+
+metric("sta", "mean soft STA, 1 - P(toxic)", uses=("sta",))(lambda c: c.sta)
+metric("sta_bin", "share of rewrites classified non-toxic", uses=("sta",))(lambda c: c.sta_bin)
+metric("sta_clf", "mean soft STA under the learned classifier (scorers.sta_clf)",
+       uses=("sta_clf",))(lambda c: c.sta_clf)
+metric("sta_bin_clf", "share classified non-toxic by the learned classifier",
+       uses=("sta_clf",))(lambda c: c.sta_bin_clf)
+metric("refusal", "share of refusals/apologies instead of rewrites")(lambda c: c.refusal)
+metric("sim", "mean similarity of rewrite and source", uses=("sim",))(lambda c: c.sim)
+metric("fl", "mean fluency", uses=("fl",))(lambda c: c.fl)
 metric("chrf", "mean sentence chrF vs references / 100", needs_refs=True)(lambda c: c.chrf)
 metric("chrf_corpus", "corpus chrF vs references / 100", needs_refs=True, corpus=True)(
     lambda c: corpus_chrf(c.texts, c.need_refs()))
 metric("bleu", "corpus BLEU vs references / 100", needs_refs=True, corpus=True)(
     lambda c: corpus_bleu(c.texts, c.need_refs()))
 metric("rouge_l", "mean ROUGE-L F1 vs references", needs_refs=True)(lambda c: c.rouge_l)
-metric("j_paradetox", "mean of STA_bin * SIM * FL")(lambda c: products(c.sta_bin, c.sim, c.fl))
-metric("j_clef2024", "mean of STA * SIM * chrF", needs_refs=True)(
+metric("j_paradetox", "mean of STA_bin * SIM * FL", uses=("sta", "sim", "fl"))(
+    lambda c: products(c.sta_bin, c.sim, c.fl))
+metric("j_clef2024", "mean of STA * SIM * chrF", needs_refs=True, uses=("sta", "sim"))(
     lambda c: products(c.sta, c.sim, c.chrf))
-metric("j_bin_chrf", "mean of STA_bin * SIM * chrF (BENCHMARKS.md's J)", needs_refs=True)(
-    lambda c: products(c.sta_bin, c.sim, c.chrf))
+metric("j_bin_chrf", "mean of STA_bin * SIM * chrF (BENCHMARKS.md's J)", needs_refs=True,
+       uses=("sta", "sim"))(lambda c: products(c.sta_bin, c.sim, c.chrf))
+metric("j_clf", "mean of STA_bin_clf * SIM * chrF (J under the learned STA)", needs_refs=True,
+       uses=("sta_clf", "sim"))(lambda c: products(c.sta_bin_clf, c.sim, c.chrf))
 
-DEFAULT_METRICS = ("sta", "sta_bin", "sim", "fl", "j_paradetox")
-DEFAULT_REF_METRICS = ("chrf", "chrf_corpus", "bleu", "rouge_l", "j_clef2024", "j_bin_chrf")
+DEFAULT_METRICS = ("sta", "sta_bin", "sta_clf", "sta_bin_clf", "sim", "fl", "j_paradetox",
+                   "refusal")
+DEFAULT_REF_METRICS = ("chrf", "chrf_corpus", "bleu", "rouge_l", "j_clef2024", "j_bin_chrf",
+                       "j_clf")
 
 
 def default_metrics(have_refs: bool) -> tuple[str, ...]:

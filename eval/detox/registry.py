@@ -61,6 +61,7 @@ class Need:
     task: str = "encoder"  # how it is loaded: causal-lm | sequence-classification | encoder
     label: str | None = None  # a label the classifier must have (its id2label names)
     package: str | None = None  # an importable package the scorer needs instead of a model
+    head: str | None = None  # an embedding-head directory or alias (eval/detox/head.py)
 
 
 def needs(cfg) -> list[Need]:

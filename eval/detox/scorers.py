@@ -2,6 +2,7 @@
 
     scorers:
       sta: {name: profanity}          # or {name: classifier, model: M, toxic_label: toxic}
+    sta_clf: {name: classifier, model: paradetox}   # a second STA: the learned classifier
       sim: {name: embedding, model: minilm}   # or {name: bertscore, model: M}
       fl:  {name: perplexity, model: smollm2} # or {name: classifier, model: M, label: L}
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from eval.detox.registry import KINDS, create, scorer_field
+from eval.detox.registry import create, scorer_field
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,15 @@ class ScorersConfig:
     sta: Any = scorer_field("sta", "profanity")  # STA: P(non-toxic) (profanity | classifier)
     sim: Any = scorer_field("sim", "embedding")  # SIM: rewrite vs source (embedding | bertscore)
     fl: Any = scorer_field("fl", "perplexity")  # FL: fluency (perplexity | classifier)
+    # a second STA scorer, reported beside the first (sta_clf, sta_bin_clf, j_clf) and usable
+    # in best-of-n reranking: by default the shipped ParaDetox toxicity classifier (an
+    # embedding head on the bundled MiniLM, eval/detox/head.py), which word deletion cannot
+    # satisfy as easily as a word-list scorer
+    sta_clf: Any = scorer_field("sta", "classifier", model="paradetox", toxic_label="toxic")
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        return ("sta", "sim", "fl", "sta_clf")
 
 
 @dataclass
@@ -34,15 +44,17 @@ class Scorers:
     sta: Any
     sim: Any
     fl: Any
+    sta_clf: Any = None
 
     @classmethod
     def from_config(cls, cfg: ScorersConfig) -> "Scorers":
-        return cls(**{kind: create(getattr(cfg, kind)) for kind in KINDS})
+        return cls(**{name: create(getattr(cfg, name)) for name in ScorersConfig.names()})
 
     def components(self, names: Sequence[str], texts: list[str],
                    sources: list[str]) -> dict[str, list[float]]:
-        """{name: per-text values} for names among sta, sim, fl."""
+        """{name: per-text values} for names among sta, sim, fl, sta_clf."""
         table = {"sta": lambda: self.sta.score(texts),
                  "sim": lambda: self.sim.score(texts, sources),
-                 "fl": lambda: self.fl.score(texts)}
+                 "fl": lambda: self.fl.score(texts),
+                 "sta_clf": lambda: self.sta_clf.score(texts)}
         return {name: table[name]() for name in names}

@@ -17,7 +17,7 @@ ROWS = [  # text, rewrite, reference
 
 def cheap(tiny_llama):
     return ["--set", "scorers.sim.model=hashing:4096", "--set", f"scorers.fl.model={tiny_llama}",
-            "--set", "scorers.fl.device=cpu"]
+            "--set", "scorers.fl.device=cpu", "--set", "scorers.sta_clf.name=profanity"]
 
 
 def write_out(path, with_refs=False):
@@ -49,8 +49,10 @@ def test_eval_with_paradetox_references_by_text(tmp_path, tiny_llama):
     assert m["chrf"] == pytest.approx(1.0) and m["sta_bin"] == 1.0
     assert m["j_bin_chrf"] == pytest.approx((1 / 3 + 1) / 2)
     assert m["bleu"] == pytest.approx(1.0) and m["rouge_l"] == pytest.approx(1.0)
-    assert set(m) == {"sta", "sta_bin", "sim", "fl", "j_paradetox", "chrf", "chrf_corpus",
-                      "bleu", "rouge_l", "j_clef2024", "j_bin_chrf"}
+    assert set(m) == {"sta", "sta_bin", "sta_clf", "sta_bin_clf", "sim", "fl", "j_paradetox",
+                      "refusal", "chrf", "chrf_corpus", "bleu", "rouge_l", "j_clef2024",
+                      "j_bin_chrf", "j_clf"}
+    assert m["refusal"] == 0.0 and m["j_clf"] == pytest.approx(m["j_bin_chrf"])
     assert report["n"] == 2 and report["scorers"]["sim"]["model"] == "hashing:4096"
     md = (tmp_path / "out.eval" / "results.md").read_text()
     assert "| j_bin_chrf | 0.667 |" in md

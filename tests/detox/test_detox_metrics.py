@@ -120,7 +120,8 @@ def test_real_minilm_similarity_and_bertscore(minilm):
 
 def test_joint_scores_compose_the_components(tiny_llama):
     cfg = ScorersConfig(sim=SCORERS["sim"]["embedding"](model="hashing:4096"),
-                        fl=SCORERS["fl"]["perplexity"](model=tiny_llama, device="cpu"))
+                        fl=SCORERS["fl"]["perplexity"](model=tiny_llama, device="cpu"),
+                        sta_clf=SCORERS["sta"]["profanity"](threshold=0.99))
     scorers = Scorers.from_config(cfg)
     texts = ["alpha beta", "you fucking idiot", "alpha beta gamma"]
     sources = ["alpha gamma", "you fucking idiot", "alpha beta gamma"]
@@ -137,6 +138,9 @@ def test_joint_scores_compose_the_components(tiny_llama):
     assert per["j_bin_chrf"] == pytest.approx([0.5, 0.0, 1.0])
     assert per["j_clef2024"] == pytest.approx([sta[0] * 0.5, sta[1] * per["chrf"][1], sta[2]])
     assert summary["j_bin_chrf"] == pytest.approx(0.5)
+    # the second STA (here the word list again, at another threshold) gives its own columns
+    assert per["sta_clf"] == pytest.approx(sta)
+    assert per["j_clf"] == pytest.approx([0.5, 0.0, 1.0]) and per["refusal"] == [0.0] * 3
     assert summary["bleu"] == pytest.approx(joint.corpus_bleu(texts, refs))
     assert set(summary) == set(names)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from detox_tiny import synthetic_rows
+from detox_tiny import INSULTS, synthetic_rows
 from detox.train.classifier import balanced_weights, load_folds, scores
 from detox.train.recipe import LabelledData
 from lethe.errors import LetheError
@@ -89,3 +89,35 @@ def test_dry_run_prints_the_resolved_recipe_and_rejects_unknown_train_keys(tmp_p
     (tmp_path / "bad.yaml").write_text("train: {learning_rat: 1.0e-4}\n")
     res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "bad.yaml"), "--dry-run"])
     assert isinstance(res.exception, LetheError) and "learning_rate" in str(res.exception)
+
+
+def test_embedding_head_on_pairs_learns_the_insults_and_scores_as_sta_clf(tmp_path):
+    """kind: embedding_head on parallel pairs (insulting input -> the same words without
+    the insult), on the hashing embedder: the head must separate held-back pairs, save a
+    head directory and serve as `scorers.sta_clf` of detox eval."""
+    from detox.cli import cli
+    from eval.detox.registry import create, scorer_configs
+
+    rows = synthetic_rows(240, 5)
+    with open(tmp_path / "pairs.tsv", "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t")
+        w.writerow(["toxic", "neutral1"])
+        for text, label in rows:
+            if label:
+                w.writerow([text, " ".join(x for x in text.split() if x not in INSULTS)])
+    recipe = {"output_dir": str(tmp_path / "out"), "kind": "embedding_head",
+              "pairs": {"source": str(tmp_path / "pairs.tsv"), "input_field": "toxic",
+                        "target_field": "neutral1", "eval_fraction": 0.25},
+              "model": {"name": "hashing:512", "labels": ["neutral", "toxic"]},
+              "head": {"c_grid": [1.0, 30.0]}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "r.yaml")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["kind"] == "embedding_head" and report["data"]["n_train"] == 180
+    assert report["valid"]["n"] == 60 and report["valid"]["macro_f1"] >= 0.9
+    assert report["C"] in (1.0, 30.0)
+    sta = create(scorer_configs("sta")["classifier"](model=str(tmp_path / "out" / "model")))
+    p_insult, p_clean = sta.toxic_prob(["the policy would help idiot people",
+                                        "the policy would help people"])
+    assert p_insult > 0.5 > p_clean
