@@ -22,11 +22,11 @@ def check_language_model(pf: Preflight, cfg, where: str) -> None:
     """LMFields: the model (causal or seq2seq), an adapter that fits it, the device."""
     info = check_model(pf, cfg.model, where=f"{where}.model", task=cfg.task)
     if cfg.adapter:
-        if not (Path(cfg.adapter) / "adapter_config.json").is_file():
+        if not (Path(cfg.adapter_path) / "adapter_config.json").is_file():
             pf.problem(f"{where}.adapter {cfg.adapter}: not a PEFT adapter directory (no "
                        f"adapter_config.json); give the directory the adapter was saved to")
         elif info is not None:
-            fits = check_adapter(pf, cfg.adapter, info, where=f"{where}.adapter")
+            fits = check_adapter(pf, cfg.adapter_path, info, where=f"{where}.adapter")
             if fits is not None:
                 pf.ok(f"{where}.adapter {cfg.adapter}: {fits} LoRA matrices fit {cfg.model}")
     check_device(pf, cfg.device, where=f"{where}.device")

@@ -7,7 +7,8 @@ embeddings -- shown in ascending or descending order of similarity, with or with
 instruction, optionally with the earlier dialogue turns of CAPP-style inputs.
 
 Pool files (jsonl / json / csv / tsv), recognised by their columns:
-- ParaDetox: `toxic, neutral1[, neutral2, neutral3]` (the first non-empty neutral is the target);
+- ParaDetox: `toxic, neutral1[, neutral2, neutral3]` (the first non-empty neutral is the target),
+  or the hub dataset's `en_toxic_comment, en_neutral_comment` (`pool: s-nlp/paradetox`);
 - CAPP: `Context, Utterance, Paraphrase` (Context turns joined by " [SEP] ");
 - generic: `source, target[, context]`.
 
@@ -33,6 +34,7 @@ from detox.heldout import drop_heldout
 from detox.rewrite.recipe import LMFields, PromptConfig, rewriter
 from detox.rewrite.rewriters import prompt_rewriter
 from lethe.errors import LetheError
+from lethe.loading import looks_like_path
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,8 @@ LAYOUTS: dict[str, tuple[tuple[str, ...], Callable[[dict], Demo]]] = {
         _text(r["toxic"]),
         next((_text(r.get(c)) for c in ("neutral1", "neutral2", "neutral3") if _text(r.get(c))),
              ""))),
+    "paradetox_hub": (("en_toxic_comment", "en_neutral_comment"), lambda r: Demo(
+        _text(r["en_toxic_comment"]), _text(r["en_neutral_comment"]))),
     "capp": (("Utterance", "Paraphrase"), lambda r: Demo(
         _text(r["Utterance"]), _text(r["Paraphrase"]), _context(r.get("Context"), " [SEP] "))),
     "source_target": (("source", "target"), lambda r: Demo(
@@ -124,10 +128,15 @@ def load_pool(spec: str) -> list[Demo]:
     """Demonstrations from a file (`builtin` = the bundled pool); rows missing a side are
     skipped."""
     path = builtin_pool_path() if spec == BUILTIN_POOL else Path(spec).expanduser()
-    if not path.is_file():
-        raise LetheError(f"demonstration pool not found: {spec} (a .jsonl/.csv/.tsv file, or "
-                         f"`builtin`)")
-    rows = read_rows(path)
+    if path.is_file():
+        rows = read_rows(path)
+    elif spec != BUILTIN_POOL and not looks_like_path(spec) and "/" in spec:
+        from lethe.loading import load_table  # a hub dataset (split train), e.g. s-nlp/paradetox
+
+        rows = [dict(r) for r in load_table(spec, split="train")]
+    else:
+        raise LetheError(f"demonstration pool not found: {spec} (a .jsonl/.csv/.tsv file, a "
+                         f"hub dataset id, or `builtin`)")
     if not rows:
         raise LetheError(f"demonstration pool {path} is empty")
     if not all(isinstance(r, dict) for r in rows):

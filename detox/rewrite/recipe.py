@@ -23,6 +23,7 @@ registry is read, so no list names them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from eval.detox.scorers import ScorersConfig
@@ -100,11 +101,29 @@ class PromptConfig:
     first_line: bool = True  # keep only the first non-empty line the model generates
 
 
+BUILTIN_ADAPTER = "builtin"  # `adapter: builtin` = the shipped ParaDetox rewriter (LoRA)
+
+
+def builtin_adapter_dir() -> Path:
+    """The LoRA adapter shipped with the package (detox/data/rewriter; its README.md is the
+    model card: recipe, data hash, steps, loss curve)."""
+    return Path(__file__).resolve().parents[1] / "data" / "rewriter"
+
+
 @dataclass(frozen=True)
 class LMFields:
     model: str = "smollm2"  # hub id, local dir, GGUF file, adapter dir or `smollm2`
-    adapter: str | None = None  # a PEFT (LoRA) adapter directory put on `model`
+    # a PEFT (LoRA) adapter directory put on `model`; `builtin` = the shipped ParaDetox
+    # rewriter (SFT of SmolLM2, detox/data/rewriter)
+    adapter: str | None = None
     merge_adapter: bool = True  # fold the adapter into the weights (faster inference)
+
+    @property
+    def adapter_path(self) -> str | None:
+        """`adapter` with the `builtin` alias resolved."""
+        if self.adapter == BUILTIN_ADAPTER:
+            return str(builtin_adapter_dir())
+        return self.adapter
     task: Literal["auto", "causal-lm", "seq2seq"] = "auto"  # auto: read from the model config
     dtype: str = "float32"  # auto | float32 | bfloat16 | float16
     device: str = "auto"  # auto = first accelerator torch sees, else cpu
@@ -125,9 +144,26 @@ class GenerationConfig:
                              "generation.max_new_tokens must be >= 1")
 
 
+# The default rewriter (docs/detox.md, "The default"): the shipped SFT adapter on SmolLM2,
+# greedy, prompted "Rude: <text>\nPolite:"; its rewrite, that rewrite minus the words
+# alt-profanity-check flags, and the input minus them (the delete baseline) are the candidates;
+# the one with the highest DEFAULT_RERANK product wins, row by row.
+DEFAULT_RERANK = ("sta_clf", "sim")
+
+
+def default_rewriter():
+    """The `rewriter:` section `detox rewrite` uses without a recipe."""
+    cfgs = rewriter_configs()
+    prompt = PromptConfig(format="plain", instruction=False)
+    base = cfgs["model"](adapter=BUILTIN_ADAPTER, prompt=prompt)
+    return cfgs["best_of_n"](n=0, base=base, deletion=("input", "candidates"),
+                             rerank=DEFAULT_RERANK)
+
+
 @dataclass(frozen=True)
 class RewriteRecipe:
-    rewriter: Any = rewriter_field("fewshot")
+    # default: the shipped SFT rewriter + deletion candidates, reranked (default_rewriter)
+    rewriter: Any = registry_field(_lookup, _names, default_factory=default_rewriter)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     scorers: ScorersConfig = field(default_factory=ScorersConfig)  # best-of-n ranking, scores
     scores: bool = False  # add per-line {"sta", "sim", "fl"} of each rewrite (`--scores`)

@@ -68,7 +68,7 @@ class LM:
         self.seq2seq = self._is_seq2seq(cfg)
         self.tokenizer = load_tokenizer(cfg.model, padding_side="right" if self.seq2seq
                                         else "left")
-        self.model = load_for_inference(cfg.model, dtype=cfg.dtype, adapter=cfg.adapter,
+        self.model = load_for_inference(cfg.model, dtype=cfg.dtype, adapter=cfg.adapter_path,
                                         merge_adapter=cfg.merge_adapter, device=cfg.device,
                                         task="seq2seq" if self.seq2seq else "causal-lm")
         self.causal = None if self.seq2seq else CausalLM(self.model, self.tokenizer,

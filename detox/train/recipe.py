@@ -81,6 +81,8 @@ class TextData:
     fold_field: str | None = "fold0.0"  # column assigning rows to folds; None: every row trains
     train_fold: str = "TRAIN"  # fold value of the RL prompts
     eval_fold: str | None = "VALID"  # fold value of held-out prompts for the evaluation
+    eval_split: str | None = None  # without fold_field: the dataset split of the held-out
+    # prompts (e.g. validation of a hub dataset whose splits are the folds)
     max_words: int | None = None  # drop longer texts (keeps CPU runs short)
     max_train: int | None = None  # at most this many prompts (after filtering), seeded shuffle
     max_eval: int = 32  # at most this many held-out prompts
@@ -99,6 +101,8 @@ class PairData:
     # dropped)
     max_length: int = 256  # tokens of prompt + response; longer pairs are dropped
     max_train: int | None = None  # at most this many pairs (seeded shuffle)
+    skip: int = 0  # leave out the first `skip` training pairs of the shuffle: a second run
+    # from the first one's adapter (model.name) continues on pairs it has not seen
     eval_fraction: float = 0.05  # held out to report the response-token loss
     revision: str | None = None
 

@@ -100,12 +100,13 @@ def lora_config(model, lora):
 # data
 
 
-def _table_texts(recipe: DetoxTrainRecipe, fold: str | None) -> list[str]:
+def _table_texts(recipe: DetoxTrainRecipe, fold: str | None, split: str | None = None
+                 ) -> list[str]:
     from lethe.loading import load_table
 
     d = recipe.data
     cols = (d.text_field,) + ((d.fold_field,) if d.fold_field else ())
-    table = load_table(d.source, config=d.config, split=d.split, revision=d.revision,
+    table = load_table(d.source, config=d.config, split=split or d.split, revision=d.revision,
                        columns=cols)
     texts = table[d.text_field]
     if d.fold_field:
@@ -162,9 +163,11 @@ def build_datasets(recipe, tokenizer, scorers):
         raise LetheError(f"data: no training prompt left after filtering {info} (lower "
                          f"filter.threshold, raise data.max_words or set filter.enabled: false)")
     eval_texts, eval_info = [], {}
-    if recipe.evaluate.enabled and d.fold_field and d.eval_fold:
-        eval_texts, eval_info = select_prompts(_table_texts(recipe, d.eval_fold), d.max_eval,
-                                               p_app, f.threshold, recipe.seed + 1)
+    if recipe.evaluate.enabled and ((d.fold_field and d.eval_fold) or
+                                    (not d.fold_field and d.eval_split)):
+        texts = _table_texts(recipe, d.eval_fold, None if d.fold_field else d.eval_split)
+        eval_texts, eval_info = select_prompts(texts, d.max_eval, p_app, f.threshold,
+                                               recipe.seed + 1)
     builder = prompt_builder(tokenizer, recipe.prompt)
     ds = datasets.Dataset.from_dict({"prompt": [policy_prompt(builder, t) for t in train],
                                      "source": train})

@@ -140,7 +140,8 @@ def run_sft(recipe: DetoxTrainRecipe, *, resume=False, scorers=None) -> dict:
     results = run_results(recipe, steps, train_s, model_dir)
     results["data"] = {"source": recipe.pairs.source, "pairs": len(data["pairs"]),
                        "kept": len(data["kept"]), "train": len(data["train"]),
-                       "held_out": len(data["held"])}
+                       "held_out": len(data["held"]),
+                       "train_sha256_16": pairs_hash(data["train_pairs"])}
     if not is_main_process():
         return results
     if data["held"]:
@@ -166,11 +167,24 @@ def _split_pairs(recipe: DetoxTrainRecipe, tok, builder) -> dict:
         raise LetheError(f"pairs: every pair is longer than pairs.max_length={p.max_length} "
                          f"tokens; raise it")
     n_eval = max(1, int(round(len(rows) * p.eval_fraction))) if p.eval_fraction > 0 else 0
-    train = rows[n_eval:]
-    if p.max_train is not None:
-        train = train[:p.max_train]
-    return {"pairs": pairs, "kept": [pr for pr, ok in zip(pairs, fits) if ok],
-            "held": rows[:n_eval], "train": train}
+    start = n_eval + p.skip
+    end = None if p.max_train is None else start + p.max_train
+    kept = [pr for pr, ok in zip(pairs, fits) if ok]
+    if start >= len(rows):
+        raise LetheError(f"pairs.skip={p.skip}: only {len(rows) - n_eval} training pairs; "
+                         f"lower it")
+    return {"pairs": pairs, "kept": kept, "held": rows[:n_eval], "train": rows[start:end],
+            "train_pairs": kept[start:end]}
+
+
+def pairs_hash(pairs) -> str:
+    """SHA-256 (16 hex) of the training pairs in training order (the model card's data hash)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a, b in pairs:
+        h.update(f"{a}\t{b}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 def _train(recipe: DetoxTrainRecipe, model, rows: list[dict], pad: int, resume):

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -112,8 +113,11 @@ def minilm():
 
 @pytest.fixture
 def tiny_recipe_args(tiny_llama):
-    """--set overrides that make `detox rewrite` run on the tiny model with no MiniLM load."""
-    return ["--set", f"rewriter.model={tiny_llama}", "--set", "rewriter.embedder=hashing:512",
+    """--set overrides that make `detox rewrite` run few-shot on the tiny model with no MiniLM
+    load."""
+    fewshot = Path(__file__).resolve().parents[2] / "recipes" / "detox" / "fewshot.yaml"
+    return ["--recipe", str(fewshot), "--set", f"rewriter.model={tiny_llama}",
+            "--set", "rewriter.embedder=hashing:512",
             "--set", "generation.max_new_tokens=6", "--set", "generation.batch_size=4",
             "--set", f"scorers.fl.model={tiny_llama}", "--set", "scorers.sim.model=hashing:512"]
 

@@ -148,3 +148,31 @@ def test_eval_refuses_bad_baselines_and_an_incompatible_classifier(tmp_path):
         problems = getattr(res.exception, "problems", [str(res.exception)])
         assert len(problems) == 1 and msg in problems[0], res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no report written
+
+
+def test_best_of_n_with_deletion_candidates(tiny_llama):
+    """n = 0: the greedy rewrite, that rewrite minus its flagged words and the input minus
+    them are the candidates; the highest product of the rerank scores wins."""
+    from detox.rewrite.recipe import load_rewrite_recipe
+    from detox.rewrite.rewriters import build_rewriter
+    from eval.detox.scorers import Scorers
+
+    recipe = load_rewrite_recipe(None, [
+        "rewriter.base.adapter=null", f"rewriter.base.model={tiny_llama}",
+        "rewriter.rerank=[sta, sim]", "generation.max_new_tokens=6",
+        "scorers.sim.model=hashing:512"])
+    assert recipe.rewriter.n == 0 and recipe.rewriter.deletion == ("input", "candidates")
+    scorers = Scorers.from_config(recipe.scorers)
+    bon = build_rewriter(recipe.rewriter, recipe, scorers)
+    items = [Item("you fucking idiot, listen"), Item("a calm remark")]
+    groups = bon.candidate_groups(items)
+    greedy = bon.base.candidates(items)
+    for item, g, gr in zip(items, groups, greedy):
+        assert g[0] == gr[0]  # the greedy rewrite first (it wins ties)
+    assert "you, listen" in groups[0] and "a calm remark" in groups[1]
+    got = bon.rewrite(items)
+    for item, g, r in zip(items, groups, got):
+        sims = scorers.sim.score(g, [item.text] * len(g))
+        rank = [a * b for a, b in zip(scorers.sta.score(g), sims)]
+        assert r.text == g[rank.index(max(rank))]
+    assert got[1].text == "a calm remark"  # the unchanged input: STA 1, SIM 1

@@ -168,8 +168,8 @@ def test_best_of_n_keeps_the_top_ranked_candidate(tiny_llama, index_cache):
     from detox.rewrite.rewriters import Item, build_rewriter
     from eval.detox.scorers import Scorers
 
-    recipe = load_rewrite_recipe(None, [
-        "rewriter.name=best_of_n", "rewriter.n=3", f"rewriter.base.model={tiny_llama}",
+    recipe = load_rewrite_recipe(str(ROOT / "recipes" / "detox" / "best_of_n.yaml"), [
+        "rewriter.n=3", f"rewriter.base.model={tiny_llama}",
         "rewriter.base.embedder=hashing:512", "generation.max_new_tokens=6",
         "scorers.sim.model=hashing:512", f"scorers.fl.model={tiny_llama}"])
     scorers = Scorers.from_config(recipe.scorers)

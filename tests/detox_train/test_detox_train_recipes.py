@@ -24,23 +24,27 @@ def _dry(*args):
 
 # What a shipped recipe may lack in a fresh offline checkout: the classifier a reward needs is
 # trained by another command first, and hub models are not cached. Its dry run still prints
-# the resolved recipe, and its preflight must name these and nothing else.
-MAY_LACK = {"rl_smollm2": ["runs/detox/classifier/model"],
-            "rl_sweep": ["runs/detox/classifier/model"],
-            "rl_llama8b_zero3": ["runs/detox/classifier_deberta/model", "not available offline"],
-            "sft_paradetox": []}
+# the resolved recipe, and its preflight must name these and nothing else. The recipes name the
+# public hub datasets (not cached offline); recipes/detox/local/* the copies beside the project.
+OFFLINE = "not available offline"
+MAY_LACK = {"rl_smollm2": ["runs/detox/classifier/model", OFFLINE],
+            "rl_sweep": ["runs/detox/classifier/model", OFFLINE],
+            "rl_llama8b_zero3": ["runs/detox/classifier_deberta/model", OFFLINE],
+            "sft_paradetox": [OFFLINE],
+            "local/rl_smollm2": ["runs/detox/classifier/model", "../shared/data"],
+            "local/sft_paradetox": ["../shared/data"]}
 
 
 @pytest.mark.parametrize("name", ["rl_smollm2", "rl_sweep", "rl_llama8b_zero3",
-                                  "sft_paradetox"])
-def test_shipped_recipes_resolve_with_dry_run(name, monkeypatch):
+                                  "sft_paradetox", "local/rl_smollm2", "local/sft_paradetox"])
+def test_shipped_recipes_resolve_with_dry_run(name, monkeypatch, tmp_path):
     from lethe.preflight import PreflightError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = RECIPES / f"{name}.yaml"
     if name == "rl_llama8b_zero3" and not (RECIPES.parent / "deepspeed" / "zero3.json").is_file():
         pytest.skip("recipes/deepspeed/zero3.json is not in this checkout")
-    res = _dry(str(path))
+    res = _dry(str(path), "--set", f"output_dir={tmp_path / 'out'}")  # not a finished run's
     doc = yaml.safe_load(res.output)
     if res.exit_code == 0:
         assert doc["preflight"] == "ok" and doc["checked"]
