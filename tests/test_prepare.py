@@ -153,3 +153,21 @@ def test_parallel_prepare_trains_both_models_side_by_side(tiny_prepared, tmp_pat
                                                      rel=0.02)
     assert forget_nll(tmp_path / "models" / "target", forget) < \
         forget_nll(tmp_path / "models" / "retrain", forget) - 0.2
+
+
+def test_retrain_takes_as_many_steps_as_the_target(tiny_prepared, tmp_path):
+    """prepare.match_steps (default): the retrain model's smaller set is passed over more often,
+    so both end after the same number of optimizer steps, counted as the Trainer counts them."""
+    root, overrides = tiny_prepared
+    recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"prepare.out_dir={tmp_path}/models", "prepare.train.max_steps=-1",
+        "prepare.train.num_train_epochs=2"])
+    models = prepare(recipe)["models"]
+    forget = read_texts(str(root / "world"), "raw", "forget")
+    retain = read_texts(str(root / "world"), "raw", "retain1") + \
+        read_texts(str(root / "world"), "raw", "retain2")
+    tok = load_tokenizer(str(tmp_path / "models" / "target"))
+    batches = -(-len(tokenize_texts(tok, forget + retain, 128)) // 8)  # batch 8, ceil
+    assert models["target"]["steps"] == 2 * batches  # the Trainer's own count
+    assert models["retrain"]["steps"] == models["target"]["steps"]
+    assert models["retrain"]["train_docs"] < models["target"]["train_docs"]
