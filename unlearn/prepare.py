@@ -281,31 +281,55 @@ def _parallel_threads(section: PrepareSection, steps: int) -> int:
 
 def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, threads: int) -> dict:
     """Both trainings at once in two spawned processes (fresh interpreters: no forked OpenMP
-    or tokenizer threads); a failure in either is re-raised here with its own message."""
+    or tokenizer threads); a failure in either is re-raised here with its own message. The
+    children never outlive this process: they are terminated when it stops for any reason
+    (an error in the other child, Ctrl-C), and die with it when it is killed (_die_with)."""
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor
-
-    ctx = multiprocessing.get_context("spawn")
-    log.info("training %s side by side, %d thread(s) each",
-             " and ".join(name for name, *_ in jobs), threads)
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
+    log.info("training %s side by side, %d thread(s) each",
+             " and ".join(name for name, *_ in jobs), threads)
+    pool = ProcessPoolExecutor(max_workers=len(jobs),
+                               mp_context=multiprocessing.get_context("spawn"))
+    try:
         futures = {name: pool.submit(_child_train, recipe, job_section, tokenizer, name, texts,
-                                     threads, i)
+                                     threads, i, os.getpid())
                    for i, (name, texts, job_section) in enumerate(jobs)}
+        return {name: future.result() for name, future in futures.items()}
+    except BrokenProcessPool:
+        raise LetheError("a training process of unlearn prepare died (killed, or out of "
+                         "memory?); rerun, or set prepare.parallel: never to train one "
+                         "model at a time") from None
+    finally:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # idle after success; mid-training after an error or Ctrl-C
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG), so a
+    killed `unlearn prepare` leaves no orphan training on; elsewhere, best effort."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
         try:
-            return {name: future.result() for name, future in futures.items()}
-        except BrokenProcessPool:
-            raise LetheError("a training process of unlearn prepare died (killed, or out of "
-                             "memory?); rerun, or set prepare.parallel: never to train one "
-                             "model at a time") from None
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _child_train(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
-                 texts: list[str], threads: int, position: int) -> dict:
+                 texts: list[str], threads: int, position: int, parent: int) -> dict:
     import os
 
+    _die_with(parent)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
