@@ -156,12 +156,12 @@ def test_parallel_prepare_trains_both_models_side_by_side(tiny_prepared, tmp_pat
 
 
 def test_retrain_takes_as_many_steps_as_the_target(tiny_prepared, tmp_path):
-    """prepare.match_steps (default): the retrain model's smaller set is passed over more often,
-    so both end after the same number of optimizer steps, counted as the Trainer counts them."""
+    """prepare.match_steps: the retrain model's smaller set is passed over more often, so both
+    end after the same number of optimizer steps, counted as the Trainer counts them."""
     root, overrides = tiny_prepared
     recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
         f"prepare.out_dir={tmp_path}/models", "prepare.train.max_steps=-1",
-        "prepare.train.num_train_epochs=2"])
+        "prepare.train.num_train_epochs=2", "prepare.match_steps=true"])
     models = prepare(recipe)["models"]
     forget = read_texts(str(root / "world"), "raw", "forget")
     retain = read_texts(str(root / "world"), "raw", "retain1") + \
