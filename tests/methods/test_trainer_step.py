@@ -51,13 +51,17 @@ CASES = [
     ("npo_klr", {}, 1e-2, False),
     ("npo_klr", {}, 5e-2, True),  # reference = adapters disabled
     ("simnpo", {}, 1e-2, False),
+    ("simnpo_forget", {}, 1e-2, False),
+    ("npo_klr", {"reference_impl": "muse_code"}, 1e-2, False),  # MUSE's raw-logit arithmetic
     # all parameters of the steered layer: a single step of only down_proj barely moves NLL
     ("rmu", {"layer": 0, "params": ()}, 1e-2, False),
 ]
 
 
 @pytest.mark.parametrize("name,overrides,lr,lora", CASES,
-                         ids=[f"{c[0]}{'-lora' if c[3] else ''}" for c in CASES])
+                         ids=[f"{c[0]}{'-lora' if c[3] else ''}"
+                              f"{'-' + c[1]['reference_impl'] if 'reference_impl' in c[1] else ''}"
+                              for c in CASES])
 def test_one_trainer_step_unlearns(name, overrides, lr, lora, model, forget, retain, tmp_path):
     method = get_method(name)
     cfg = method.config_cls(**overrides)
@@ -66,7 +70,7 @@ def test_one_trainer_step_unlearns(name, overrides, lr, lora, model, forget, ret
         model = apply_lora(model, LoraSection(r=4, alpha=8))
     if method.prepare is not None:
         model = method.prepare(model, cfg)
-    ref = make_reference(model, method, lora_enabled=lora)
+    ref = make_reference(model, method, lora_enabled=lora, cfg=cfg)
     if method.needs_ref_logp:
         forget = precompute_ref_logp(model, forget, LMCollator(0), batch_size=4)
         retain = precompute_ref_logp(model, retain, None, batch_size=4, pad_token_id=0)

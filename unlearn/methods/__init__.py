@@ -43,6 +43,13 @@ class MethodConfig:
 
     name: str
 
+    @property
+    def wants_ref_model(self) -> bool:
+        """Whether this configuration needs the reference model's full distributions even though
+        its method does not always: `reference_impl: muse_code` (MUSE's released code computes
+        NPO's log-ratio on reference logits; docs/faithfulness.md)."""
+        return getattr(self, "reference_impl", "paper") == "muse_code"
+
 
 @dataclass(frozen=True)
 class Method:
