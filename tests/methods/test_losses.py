@@ -308,3 +308,34 @@ def test_task_vector_negation_by_hand():
     # θ − α(θ_ft − θ): 1 − 2·0.5 = 0; −1 − 2·(−2) = 3; 0 − 2·0.25 = −0.5
     assert target.weight.tolist() == [[0.0, 3.0]]
     assert target.bias.tolist() == [-0.5]
+
+
+@torch.no_grad()
+def test_whp_mixture_saves_loads_and_generates_through_the_adapter(forget, tokenizer, tmp_path):
+    """MUSE's WHP (swj0419/muse_bench baselines/baselines/whos_harry_potter.py): logits
+    v_b − α·ReLU(v_r − v_b) from both models at every step; saved as a mixture directory that
+    lethe.loading loads, scored and decoded (left-padded, batched) by lethe.lm.LM."""
+    from lethe.lm import LM
+    from lethe.loading import load_model, model_identity
+    from lethe.mixture import LogitMixture
+    from tests.methods.conftest import tiny_llama
+
+    base, reinforced = tiny_llama(seed=0), tiny_llama(seed=1)
+    LogitMixture(base, reinforced, alpha=1.5).save_pretrained(tmp_path / "mix")
+    tokenizer.save_pretrained(tmp_path / "mix")
+    loaded = load_model(str(tmp_path / "mix"))
+    assert isinstance(loaded, LogitMixture) and loaded.alpha == 1.5
+    assert model_identity(str(tmp_path / "mix"))["mixture"]["alpha"] == 1.5
+    ids = torch.tensor([forget[0]["input_ids"]])
+    v_b, v_r = base(input_ids=ids).logits, reinforced(input_ids=ids).logits
+    want = v_b - 1.5 * torch.relu(v_r - v_b)
+    assert torch.allclose(loaded(input_ids=ids).logits, want, atol=1e-5)
+    lm = LM(loaded, tokenizer, progress=False)
+    prompts = [forget[0]["input_ids"][:6], forget[1]["input_ids"][:3]]  # left padding
+    texts = lm.generate_ids(prompts, max_new_tokens=4, batch_size=2)
+    for prompt, text in zip(prompts, texts):
+        seq = torch.tensor([prompt])
+        for _ in range(4):  # greedy on the mixed logits, one prompt at a time, by hand
+            nxt = loaded(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
+            seq = torch.cat([seq, nxt], dim=1)
+        assert text == tokenizer.decode(seq[0, len(prompt):].tolist(), skip_special_tokens=True)

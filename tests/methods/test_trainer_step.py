@@ -113,13 +113,21 @@ def test_task_vector_run_raises_forget_nll(lora, model, forget, retain, tokenize
     assert (tmp_path / "reinforced" / "metrics.jsonl").is_file()
 
 
-def test_whp_run_raises_forget_nll(model, forget, retain, tokenizer, tmp_path):
+@pytest.mark.parametrize("mode", ["mixture", "finetune"])
+def test_whp_run_raises_forget_nll(mode, model, forget, retain, tokenizer, tmp_path):
+    from lethe.mixture import LogitMixture
+
     method = get_method("whp")
     before = forget_nll(model, forget)
     out = method.run(model=model, tokenizer=tokenizer, forget=forget, retain=retain,
-                     cfg=method.config_cls(alpha=1.0),
-                     train_fn=train_fn_factory(3, 1e-2, return_trainer=True),
+                     cfg=method.config_cls(alpha=10.0 if mode == "mixture" else 1.0, mode=mode),
+                     # the mixture needs a reinforced model clearly more sure of the text and
+                     # a strong α for a certain effect on these memorised random sequences
+                     train_fn=train_fn_factory(3 if mode == "finetune" else 20, 1e-2,
+                                               return_trainer=True),
                      output_dir=tmp_path, collator=None, lora=None)
     assert not hasattr(out, "merge_and_unload")
-    assert forget_nll(out, forget) > before
-    assert (tmp_path / "generic" / "metrics.jsonl").is_file()
+    # measured over 5 fixture seeds: mixture +0.23..+1.9 nats, finetune +0.8..+1.1
+    assert forget_nll(out, forget) > before + 0.1
+    assert isinstance(out, LogitMixture) == (mode == "mixture")  # MUSE: inference-time WHP
+    assert (tmp_path / "generic" / "metrics.jsonl").is_file() == (mode == "finetune")

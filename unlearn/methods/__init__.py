@@ -50,6 +50,11 @@ class MethodConfig:
         NPO's log-ratio on reference logits; docs/faithfulness.md)."""
         return getattr(self, "reference_impl", "paper") == "muse_code"
 
+    def request_problem(self, mode: str, n_requests: int) -> str | None:
+        """Why this configuration cannot serve the recipe's forget requests (checked by the
+        preflight), or None. `mode`: sequential | independent."""
+        return None
+
 
 @dataclass(frozen=True)
 class Method:
