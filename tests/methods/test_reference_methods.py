@@ -67,7 +67,7 @@ def test_muse_code_switch_needs_a_reference_model_only_when_on():
 
 
 @torch.no_grad()
-def test_muse_code_npo_is_musees_raw_logit_arithmetic(model):
+def test_muse_code_npo_is_muses_raw_logit_arithmetic(model):
     ref = _perturbed_reference(model, "npo", reference_impl="muse_code")
     part = _unpadded(1)
     logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
@@ -110,3 +110,20 @@ def test_muse_code_simnpo_is_unlearn_simples(model):
                      delta=delta, forget_weight=1.0, alpha=0.1, reference_impl="muse_code")
     assert got.item() == pytest.approx((simnpo + 0.1 * loss_r).item(), rel=1e-5)
     assert math.isfinite(got.item())
+
+
+def test_muse_baseline_recipes_follow_muses_scripts():
+    """baselines/scripts/unlearn_news.sh / unlearn_books.sh: task vector alpha 5.0, NPO beta 0.1,
+    weights 1, lr 1e-5 constant for 10 epochs; MUSE's arithmetic for NPO/KLR; WHP mixed."""
+    from unlearn.recipe import expand_variants, load_unlearn_recipe
+
+    for path in ("recipes/muse_news_baselines.yaml", "recipes/harry_potter_baselines.yaml"):
+        recipe = load_unlearn_recipe(path)
+        assert recipe.train["learning_rate"] == 1e-5 and recipe.train["num_train_epochs"] == 10
+        assert recipe.train["lr_scheduler_type"] == "constant"
+        methods = {label: v.method for label, v in expand_variants(recipe, path)}
+        assert methods["task_vector"].alpha == 5.0
+        assert (methods["whp"].mode, methods["whp"].alpha) == ("mixture", 1.0)
+        for name in ("ga_klr", "npo", "npo_gdr", "npo_klr"):
+            assert methods[name].reference_impl == "muse_code"
+        assert methods["npo"].beta == 0.1 and methods["npo_klr"].alpha == 1.0
