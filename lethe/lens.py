@@ -146,6 +146,26 @@ def capture_hidden_states(model, layout: LensLayout, points: Sequence[int]) -> I
             h.remove()
 
 
+@contextmanager
+def capture_blocks(model, layout: LensLayout, layers: Sequence[int]) -> Iterator[dict]:
+    """Record the output hidden states (B, T, D) of the given blocks, keyed by block."""
+    with capture_hidden_states(model, layout, [int(b) + 1 for b in layers]) as points:
+        yield _BlockView(points)
+
+
+class _BlockView:
+    """The block-keyed view of a hidden-state store (block l = hidden state l + 1)."""
+
+    def __init__(self, points: dict):
+        self._points = points
+
+    def __getitem__(self, block: int):
+        return self._points[int(block) + 1]
+
+    def __contains__(self, block) -> bool:
+        return int(block) + 1 in self._points
+
+
 def decode(model, layout: LensLayout, hidden: torch.Tensor) -> torch.Tensor:
     """Final norm + unembedding: (..., D) hidden states -> (..., V) logits."""
     norm = get_module(model, layout.final_norm)

@@ -108,6 +108,9 @@ def eval_command(output_file, references, metrics, preset, recipe_path, override
 
     STA (non-toxicity), SIM (similarity to the input), FL (fluency), the joint scores
     j_paradetox / j_clef2024 / j_bin_chrf, and with references chrF, BLEU and ROUGE-L.
+    --preset paradetox / pan2024 scores with the published evaluators' models, combined as
+    their scripts do (docs/detox.md); the default scorers run offline and give a J that is
+    not comparable with published ones.
     """
     from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox import joint
