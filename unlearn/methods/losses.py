@@ -88,15 +88,21 @@ def kl_ref_to_model(logits: torch.Tensor, ref_logits: torch.Tensor,
     return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
-def retain_kl(model, ref, part: dict) -> torch.Tensor:
-    """KL(p_ref ‖ p_θ) on a retain batch part, averaged over its scored tokens (scalar)."""
+def _logits_and_ref(model, ref, part: dict, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's and the frozen reference's logits on a batch part, (B, T, V) each."""
     from lethe.errors import LetheError
 
     if ref is None:
-        raise LetheError("a KL regulariser needs a reference model: build one with "
+        raise LetheError(f"{what} needs a reference model: build one with "
                          "unlearn.methods.reference.make_reference")
     logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
-    return kl_ref_to_model(logits, ref.logits(part), part["labels"])
+    return logits, ref.logits(part)
+
+
+def retain_kl(model, ref, part: dict) -> torch.Tensor:
+    """KL(p_ref ‖ p_θ) on a retain batch part, averaged over its scored tokens (scalar)."""
+    logits, ref_logits = _logits_and_ref(model, ref, part, "a KL regulariser")
+    return kl_ref_to_model(logits, ref_logits, part["labels"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,10 +148,5 @@ def muse_code_simnpo_term(logits: torch.Tensor, mask: torch.Tensor, beta: float,
 
 def muse_code_retain_kl(model, ref, part: dict) -> torch.Tensor:
     """MUSE's KLR term on a retain batch part (scalar)."""
-    from lethe.errors import LetheError
-
-    if ref is None:
-        raise LetheError("reference_impl muse_code needs a reference model: build one with "
-                         "unlearn.methods.reference.make_reference")
-    logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
-    return muse_code_kl(logits, ref.logits(part), part["attention_mask"])
+    logits, ref_logits = _logits_and_ref(model, ref, part, "reference_impl muse_code")
+    return muse_code_kl(logits, ref_logits, part["attention_mask"])
