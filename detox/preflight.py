@@ -57,9 +57,9 @@ def check_eval(pf: Preflight, recipe: RewriteRecipe, metrics, baselines) -> None
     """`detox eval`: every scorer the chosen metrics call (its model, a classifier's label,
     an embedding head's shapes) and the baselines' own scorers, before anything is scored."""
     from detox.rewrite.recipe import rewriter_configs
-    from eval.detox.joint import scorers_used
+    from eval.detox.joint import scorer_kinds
 
-    for name in scorers_used(metrics):
+    for name in scorer_kinds(metrics):
         check_scorer(pf, getattr(recipe.scorers, name), f"scorers.{name}")
     for name in baselines:
         check_rewriter(pf, rewriter_configs()[name](), recipe, f"--baselines {name}")

@@ -184,6 +184,10 @@ def check_unlearning(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None
     method = get_method(recipe.method.name)
     if method.needs_retain and not recipe.data.retain:
         pf.problem(f"{where}method {method.name} needs a retain set; set data.retain")
+    requests = recipe.requests
+    refused = recipe.method.request_problem(requests.mode, len(requests.forget or (None,)))
+    if refused:
+        pf.problem(f"{where}method {method.name}: {refused}")
     check_unlearning_data(pf, recipe, gen, where=f"{where}data")
     if recipe.lora is not None and recipe.lora.enabled and info is not None and info.config:
         from lethe.trainer import lora_config

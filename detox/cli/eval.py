@@ -92,6 +92,11 @@ def read_rewrites(path: Path, name: str) -> list:
 @click.option("--baselines", default=None, metavar="B1,B2",
               help="Also rewrite the same inputs with these baselines (copy, delete) and report "
                    "them as rows of the same table, e.g. --baselines copy,delete.")
+@click.option("--preset", default=None, type=click.Choice(["paradetox", "pan2024", "offline"]),
+              help="The published evaluators: paradetox (binary STA x Wieting SIM x binary CoLA "
+                   "FL), pan2024 (P(neutral) x LaBSE cosine x chrF), or offline (bundled "
+                   "scorers). Sets the scorers and the default metrics; --recipe and --set "
+                   "apply on top (docs/detox.md).")
 @click.option("--recipe", "recipe_path", default=None, metavar="RECIPE.yaml",
               help="Take the scorers: section from this recipe (default: built-in scorers).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -100,17 +105,21 @@ def read_rewrites(path: Path, name: str) -> list:
               help="Where results.json and results.md go (default: OUT.eval/ beside the file).")
 @click.option("--per-example", is_flag=True, help="Also write per_example.jsonl to the report dir.")
 @click.option("--list-metrics", is_flag=True, help="List the metrics and exit.")
-def eval_command(output_file, references, metrics, baselines, recipe_path, overrides, report_dir,
-                 per_example, list_metrics):
+def eval_command(output_file, references, metrics, baselines, preset, recipe_path, overrides,
+                 report_dir, per_example, list_metrics):
     """Score the rewrites in OUT.jsonl (written by `detox rewrite`).
 
     STA (non-toxicity) under the word-list scorer and the learned classifier, SIM (similarity
     to the input), FL (fluency), the refusal share, the joint scores j_paradetox / j_clef2024 /
     j_bin_chrf / j_clf, and with references chrF, BLEU and ROUGE-L. --baselines adds the
-    trivial rewriters (copy, delete) as rows of the same report.
+    trivial rewriters (copy, delete) as rows of the same report. --preset paradetox / pan2024
+    scores with the published evaluators' models, combined as their scripts do
+    (docs/detox.md); the default scorers run offline and give a J that is not comparable with
+    published ones.
     """
     from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox import joint
+    from eval.detox.presets import get_preset
     from eval.detox.scorers import Scorers
     from lethe.locks import lock_output
 
@@ -118,7 +127,9 @@ def eval_command(output_file, references, metrics, baselines, recipe_path, overr
         for name, m in sorted(joint.METRICS.items()):
             click.echo(f"{name:12s} {m.doc}" + ("  [needs references]" if m.needs_refs else ""))
         return
-    recipe = load_rewrite_recipe(recipe_path, overrides)
+    chosen = get_preset(preset) if preset else None
+    recipe = load_rewrite_recipe(recipe_path, (chosen.overrides() if chosen else []) +
+                                 list(overrides))
     path = Path(output_file)
     if not path.is_file():
         raise LetheError(f"file not found: {output_file} (the output of detox rewrite)")
@@ -128,7 +139,8 @@ def eval_command(output_file, references, metrics, baselines, recipe_path, overr
     rows = read_rewrites(path, output_file)
     refs = _references(rows, references)
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else \
-        list(joint.default_metrics(refs is not None))
+        list(chosen.metrics if chosen and chosen.metrics else
+             joint.default_metrics(refs is not None))
     names = joint.check_metrics(names, refs is not None)
     _preflight(recipe, names, base_names)
 
@@ -144,7 +156,7 @@ def eval_command(output_file, references, metrics, baselines, recipe_path, overr
     results = {"file": str(path), "n": len(rows), "references": references or (
         "per-line 'references' field" if refs is not None else None), "metrics": summary,
         "baselines": {k: v for k, v in systems.items() if k in base_names},
-        "scorers": recipe.scorers, "elapsed_s": round(elapsed, 2)}
+        "preset": preset, "scorers": recipe.scorers, "elapsed_s": round(elapsed, 2)}
     table = _write_report(out_dir, results, names, rows, per_ex if per_example else None,
                           systems)
     click.echo(table, nl=False)

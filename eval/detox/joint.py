@@ -2,7 +2,8 @@
 
 Components per example i (computed on demand, once, by ``Components``):
   sta_i      = 1 - P_toxic(rewrite_i)                      (soft STA, the STA scorer)
-  sta_bin_i  = 1[P_toxic(rewrite_i) < threshold]          (binary STA)
+  sta_bin_i  = 1[P_toxic(rewrite_i) < threshold]          (binary STA; or 1[toxic is not
+                                                           the argmax class], decision argmax)
   sim_i      = SIM(rewrite_i, source_i)                    (the SIM scorer)
   fl_i       = FL(rewrite_i)                               (the FL scorer)
   chrf_i     = sentence chrF(rewrite_i, references_i) / 100  (sacrebleu: char 6-grams, beta 2)
@@ -104,8 +105,10 @@ class Components:
 
     @cached_property
     def sta_bin(self) -> list[float]:
-        threshold = self.scorers.sta.threshold
-        return [float(p < threshold) for p in self.toxic_prob]
+        sta = self.scorers.sta
+        if getattr(sta, "decision", "threshold") == "argmax":  # ParaDetox: 1 - argmax
+            return sta.non_toxic(self.texts)
+        return [float(p < sta.threshold) for p in self.toxic_prob]
 
     @cached_property
     def toxic_prob_clf(self) -> list[float]:
@@ -165,54 +168,55 @@ class Metric:
     needs_refs: bool
     per_example: Callable[[Components], list[float]] | None  # averaged for the summary
     corpus: Callable[[Components], float] | None  # a corpus-level value
-    uses: tuple[str, ...] = ()  # the scorers it needs (sta, sim, fl, sta_clf): preflight
+    kinds: tuple[str, ...] = ()  # the scorers it reads (sta, sta_clf, sim, fl), for the preflight
 
 
 METRICS: dict[str, Metric] = {}
 
 
 def metric(name: str, doc: str, *, needs_refs: bool = False, corpus: bool = False,
-           uses: tuple[str, ...] = ()):
+           kinds: tuple[str, ...] = ()):
     """Register `fn(components)` as metric `name` (per-example list, or a corpus value)."""
 
     def deco(fn):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = Metric(name, doc, needs_refs, None if corpus else fn,
-                               fn if corpus else None, uses)
+                               fn if corpus else None, kinds)
         return fn
 
     return deco
 
 
-def scorers_used(names: Sequence[str]) -> list[str]:
-    """The scorers (sta, sim, fl, sta_clf) the metrics `names` will call."""
-    return list(dict.fromkeys(u for n in names for u in METRICS[n].uses))
+def scorer_kinds(names: Sequence[str]) -> list[str]:
+    """The scorer kinds the metrics `names` read, in KINDS order (sta_clf after sta)."""
+    used = {k for n in names for k in METRICS[n].kinds}
+    return [k for k in ("sta", "sta_clf", "sim", "fl") if k in used]
 
 
-metric("sta", "mean soft STA, 1 - P(toxic)", uses=("sta",))(lambda c: c.sta)
-metric("sta_bin", "share of rewrites classified non-toxic", uses=("sta",))(lambda c: c.sta_bin)
+metric("sta", "mean soft STA, 1 - P(toxic)", kinds=("sta",))(lambda c: c.sta)
+metric("sta_bin", "share of rewrites classified non-toxic", kinds=("sta",))(lambda c: c.sta_bin)
 metric("sta_clf", "mean soft STA under the learned classifier (scorers.sta_clf)",
-       uses=("sta_clf",))(lambda c: c.sta_clf)
+       kinds=("sta_clf",))(lambda c: c.sta_clf)
 metric("sta_bin_clf", "share classified non-toxic by the learned classifier",
-       uses=("sta_clf",))(lambda c: c.sta_bin_clf)
+       kinds=("sta_clf",))(lambda c: c.sta_bin_clf)
 metric("refusal", "share of refusals/apologies instead of rewrites")(lambda c: c.refusal)
-metric("sim", "mean similarity of rewrite and source", uses=("sim",))(lambda c: c.sim)
-metric("fl", "mean fluency", uses=("fl",))(lambda c: c.fl)
+metric("sim", "mean similarity of rewrite and source", kinds=("sim",))(lambda c: c.sim)
+metric("fl", "mean fluency", kinds=("fl",))(lambda c: c.fl)
 metric("chrf", "mean sentence chrF vs references / 100", needs_refs=True)(lambda c: c.chrf)
 metric("chrf_corpus", "corpus chrF vs references / 100", needs_refs=True, corpus=True)(
     lambda c: corpus_chrf(c.texts, c.need_refs()))
 metric("bleu", "corpus BLEU vs references / 100", needs_refs=True, corpus=True)(
     lambda c: corpus_bleu(c.texts, c.need_refs()))
 metric("rouge_l", "mean ROUGE-L F1 vs references", needs_refs=True)(lambda c: c.rouge_l)
-metric("j_paradetox", "mean of STA_bin * SIM * FL", uses=("sta", "sim", "fl"))(
+metric("j_paradetox", "mean of STA_bin * SIM * FL", kinds=("sta", "sim", "fl"))(
     lambda c: products(c.sta_bin, c.sim, c.fl))
-metric("j_clef2024", "mean of STA * SIM * chrF", needs_refs=True, uses=("sta", "sim"))(
+metric("j_clef2024", "mean of STA * SIM * chrF", needs_refs=True, kinds=("sta", "sim"))(
     lambda c: products(c.sta, c.sim, c.chrf))
 metric("j_bin_chrf", "mean of STA_bin * SIM * chrF (BENCHMARKS.md's J)", needs_refs=True,
-       uses=("sta", "sim"))(lambda c: products(c.sta_bin, c.sim, c.chrf))
+       kinds=("sta", "sim"))(lambda c: products(c.sta_bin, c.sim, c.chrf))
 metric("j_clf", "mean of STA_bin_clf * SIM * chrF (J under the learned STA)", needs_refs=True,
-       uses=("sta_clf", "sim"))(lambda c: products(c.sta_bin_clf, c.sim, c.chrf))
+       kinds=("sta_clf", "sim"))(lambda c: products(c.sta_bin_clf, c.sim, c.chrf))
 
 DEFAULT_METRICS = ("sta", "sta_bin", "sta_clf", "sta_bin_clf", "sim", "fl", "j_paradetox",
                    "refusal")

@@ -62,6 +62,7 @@ class Need:
     label: str | None = None  # a label the classifier must have (its id2label names)
     package: str | None = None  # an importable package the scorer needs instead of a model
     head: str | None = None  # an embedding-head directory or alias (eval/detox/head.py)
+    files: tuple[str, ...] = ()  # local files the scorer reads instead of a model
 
 
 def needs(cfg) -> list[Need]:
