@@ -117,6 +117,9 @@ class LMFields:
     # rewriter (SFT of SmolLM2, detox/data/rewriter)
     adapter: str | None = None
     merge_adapter: bool = True  # fold the adapter into the weights (faster inference)
+    task: Literal["auto", "causal-lm", "seq2seq"] = "auto"  # auto: read from the model config
+    dtype: str = "float32"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto = first accelerator torch sees, else cpu
 
     @property
     def adapter_path(self) -> str | None:
@@ -124,9 +127,6 @@ class LMFields:
         if self.adapter == BUILTIN_ADAPTER:
             return str(builtin_adapter_dir())
         return self.adapter
-    task: Literal["auto", "causal-lm", "seq2seq"] = "auto"  # auto: read from the model config
-    dtype: str = "float32"  # auto | float32 | bfloat16 | float16
-    device: str = "auto"  # auto = first accelerator torch sees, else cpu
 
 
 @dataclass(frozen=True)
