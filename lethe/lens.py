@@ -10,8 +10,14 @@ at the last prompt position is passed through the model's own final norm and une
 
     D^(l) = softmax(W_U · norm_f(h^(l)))                                     (Patil et al., Eq. 3)
 
-Layers are numbered by block: layer `l` is the output of block `l` (0-based), so the lens at
-the last layer equals the model's logits. Negative numbers count from the end.
+Two ways to number the layers a lens reads (`indexing`):
+- "block": layer `l` is the output of block `l` (0-based), so the lens at the last layer
+  equals the model's logits;
+- "hidden_states": an index into transformers' `output_hidden_states` tuple, as the layer lists
+  of Patil et al.'s code (Vaidehi99/InfoDeletionAttacks, `hidden_states[i]`): 0 is the
+  embedding output (the input of block 0) and `i` ≥ 1 the output of block `i − 1`. Their
+  `--layers_wb_attack 17 18` are blocks 16 and 17 here.
+Negative numbers count from the end in both. Internally a lens point is a hidden-state index.
 """
 
 from __future__ import annotations
@@ -90,21 +96,74 @@ def resolve_layers(layers: Sequence[int] | None, n_layers: int, what: str = "lay
     return tuple(out)
 
 
+INDEXINGS = ("hidden_states", "block")
+
+
+def hidden_state_points(layers: Sequence[int] | None, n_layers: int, indexing: str,
+                        what: str = "layer") -> tuple[int, ...]:
+    """Layer numbers in `indexing` -> hidden-state indices (0 = embeddings, l + 1 = output of
+    block l); None = the output of every block."""
+    if indexing == "block":
+        return tuple(b + 1 for b in resolve_layers(layers, n_layers, what))
+    if indexing != "hidden_states":
+        raise LetheError(f"{what} indexing must be one of {', '.join(INDEXINGS)}, got "
+                         f"{indexing!r}")
+    if layers is None:
+        return tuple(range(1, n_layers + 1))
+    out = []
+    for layer in layers:
+        if not -(n_layers + 1) <= int(layer) <= n_layers:
+            raise LetheError(f"{what} {layer} is out of range: the model has {n_layers + 1} "
+                             f"hidden states (0 = embeddings .. {n_layers}, or negative from the "
+                             f"end)")
+        out.append(int(layer) % (n_layers + 1))
+    if not out:
+        raise LetheError(f"no {what}s chosen; name at least one")
+    return tuple(out)
+
+
 @contextmanager
-def capture_blocks(model, layout: LensLayout, layers: Sequence[int]) -> Iterator[dict]:
-    """Record the output hidden states (B, T, D) of the given blocks during forward passes."""
+def capture_hidden_states(model, layout: LensLayout, points: Sequence[int]) -> Iterator[dict]:
+    """Record hidden states (B, T, D) at the given hidden-state indices during forward passes:
+    point 0 is block 0's input, point i ≥ 1 block i − 1's output."""
     blocks = get_module(model, layout.blocks)
     store: dict[int, torch.Tensor] = {}
     handles = []
-    for layer in layers:
-        def hook(_mod, _inp, out, layer=layer):
-            store[layer] = out[0] if isinstance(out, tuple) else out
-        handles.append(blocks[layer].register_forward_hook(hook))
+    for point in dict.fromkeys(points):
+        if point == 0:
+            def pre_hook(_mod, args, kwargs):
+                store[0] = args[0] if args else kwargs["hidden_states"]
+            handles.append(blocks[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+            continue
+
+        def hook(_mod, _inp, out, point=point):
+            store[point] = out[0] if isinstance(out, tuple) else out
+        handles.append(blocks[point - 1].register_forward_hook(hook))
     try:
         yield store
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def capture_blocks(model, layout: LensLayout, layers: Sequence[int]) -> Iterator[dict]:
+    """Record the output hidden states (B, T, D) of the given blocks, keyed by block."""
+    with capture_hidden_states(model, layout, [int(b) + 1 for b in layers]) as points:
+        yield _BlockView(points)
+
+
+class _BlockView:
+    """The block-keyed view of a hidden-state store (block l = hidden state l + 1)."""
+
+    def __init__(self, points: dict):
+        self._points = points
+
+    def __getitem__(self, block: int):
+        return self._points[int(block) + 1]
+
+    def __contains__(self, block) -> bool:
+        return int(block) + 1 in self._points
 
 
 def decode(model, layout: LensLayout, hidden: torch.Tensor) -> torch.Tensor:
@@ -114,18 +173,21 @@ def decode(model, layout: LensLayout, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def iter_prompt_lens(model, tok, prompts: Sequence[str | Sequence[int]], layers: Sequence[int],
-                     *, layout: LensLayout | None = None, batch_size: int = 16):
+                     *, layout: LensLayout | None = None, batch_size: int = 16,
+                     indexing: str = "block"):
     """Yield (start index, lens logits (L, b, V) at each prompt's last token) batch by batch.
-    A prompt is a string (encoded with the tokenizer's special tokens) or token ids."""
+    A prompt is a string (encoded with the tokenizer's special tokens) or token ids; `layers`
+    are block numbers, or hidden-state indices with indexing="hidden_states"."""
     layout = layout or lens_layout(model)
     device = model_device(model)
+    points = [int(x) + 1 for x in layers] if indexing == "block" else [int(x) for x in layers]
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         seqs = [encode_prompt(tok, p) if isinstance(p, str) else list(p) for p in chunk]
         ids, mask = pad_right(seqs, pad_id(tok), device)
         last = mask.sum(1) - 1  # (b,) position of each prompt's last token
-        with torch.no_grad(), capture_blocks(model, layout, layers) as store:
+        with torch.no_grad(), capture_hidden_states(model, layout, points) as store:
             model(input_ids=ids, attention_mask=mask)
             rows = torch.arange(len(chunk), device=device)
-            hidden = torch.stack([store[layer][rows, last] for layer in layers])  # (L, b, D)
+            hidden = torch.stack([store[p][rows, last] for p in points])  # (L, b, D)
             yield start, decode(model, layout, hidden).float()  # (L, b, V)

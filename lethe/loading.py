@@ -226,6 +226,12 @@ def load_model(spec: str, *, dtype: str | None = "auto", revision: str | None = 
                           trust_remote_code=trust_remote_code, adapter=src.path,
                           merge_adapter=merge_adapter, task=task)
     path = gguf_as_checkpoint(src.path) if src.kind == "gguf" else src.path
+    if src.kind == "dir" and task == "causal-lm":
+        from lethe.mixture import is_mixture, load_mixture
+
+        if is_mixture(path):  # WHP as MUSE evaluates it: two models, mixed logits
+            return load_mixture(path, load=lambda member: load_model(
+                member, dtype=dtype, trust_remote_code=trust_remote_code))
     try:
         model = auto.from_pretrained(path, dtype=_dtype(dtype), revision=revision,
                                      trust_remote_code=trust_remote_code)
@@ -256,6 +262,14 @@ def model_identity(spec: str, revision: str | None = None) -> dict:
         info["revision"] = revision
     if src.kind in ("dir", "adapter", "gguf"):
         info["weights_sha256_16"] = weights_fingerprint(src.path)
+    if src.kind == "dir":
+        from lethe.mixture import is_mixture, member_spec, mixture_info
+
+        if is_mixture(src.path):  # a logit mixture: name both members
+            mix = mixture_info(src.path)
+            info["mixture"] = {"alpha": mix["alpha"], **{
+                role: model_identity(member_spec(src.path, mix[role]))
+                for role in ("baseline", "reinforced")}}
     return info
 
 

@@ -11,6 +11,10 @@ from tests.helpers import THREADS, fixture_seed  # noqa: E402
 # The test models are tiny (~10^4-10^6 parameters): intra-op threading costs more than it
 # saves on them, and on a loaded 2-core machine two threads made tiny forwards ~100x slower.
 torch.set_num_threads(THREADS)
+# ... and the same for the subprocesses tests start (console scripts, accelerate/deepspeed
+# launches): with OpenMP's default of one thread per core, two such processes on a loaded
+# 2-core machine spin against each other (measured: the ZeRO tests took 100+ s instead of 12)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -153,3 +153,58 @@ def test_parallel_prepare_trains_both_models_side_by_side(tiny_prepared, tmp_pat
                                                      rel=0.02)
     assert forget_nll(tmp_path / "models" / "target", forget) < \
         forget_nll(tmp_path / "models" / "retrain", forget) - 0.2
+
+
+def test_retrain_takes_as_many_steps_as_the_target(tiny_prepared, tmp_path):
+    """prepare.match_steps: the retrain model's smaller set is passed over more often, so both
+    end after the same number of optimizer steps, counted as the Trainer counts them."""
+    root, overrides = tiny_prepared
+    recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"prepare.out_dir={tmp_path}/models", "prepare.train.max_steps=-1",
+        "prepare.train.num_train_epochs=2", "prepare.match_steps=true"])
+    models = prepare(recipe)["models"]
+    forget = read_texts(str(root / "world"), "raw", "forget")
+    retain = read_texts(str(root / "world"), "raw", "retain1") + \
+        read_texts(str(root / "world"), "raw", "retain2")
+    tok = load_tokenizer(str(tmp_path / "models" / "target"))
+    batches = -(-len(tokenize_texts(tok, forget + retain, 128)) // 8)  # batch 8, ceil
+    assert models["target"]["steps"] == 2 * batches  # the Trainer's own count
+    assert models["retrain"]["steps"] == models["target"]["steps"]
+    assert models["retrain"]["train_docs"] < models["target"]["train_docs"]
+
+
+def test_killed_prepare_leaves_no_training_process_behind(tiny_prepared, tmp_path):
+    """SIGKILL of `unlearn prepare` while target and retrain train side by side: both children
+    die with it (prctl PR_SET_PDEATHSIG) instead of training on as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    root, overrides = tiny_prepared
+    sets = overrides + [f"prepare.out_dir={tmp_path}/models", "prepare.parallel=always",
+                        "prepare.train.max_steps=100000"]
+    proc = subprocess.Popen([sys.executable, "-m", "unlearn", "prepare", "recipes/tiny.yaml",
+                             *[x for o in sets for x in ("--set", o)]],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both children started and training
+            kids = psutil.Process(proc.pid).children()
+            if len(kids) >= 2 and (tmp_path / "models" / ".target" / "trainer").is_dir():
+                break
+            assert proc.poll() is None, "prepare exited early"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the training children never started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(kids, timeout=15)
+        assert not alive, [k.pid for k in alive]
+    finally:
+        for k in psutil.Process().children(recursive=True):
+            k.kill()

@@ -163,3 +163,33 @@ def test_run_under_accelerate_launch_with_zero3(tiny_prepared, tmp_path):
     assert model.model.embed_tokens.weight.shape[0] == model.config.vocab_size
     records = [json.loads(line) for line in (out / "trainer" / "metrics.jsonl").open()]
     assert any("npo" in r and "retain_nll" in r for r in records)
+
+
+def test_whp_as_muse_evaluates_it_from_run_and_eval(tiny_prepared, tmp_path, capsys,
+                                                    monkeypatch):
+    """`method: whp` (mode mixture, MUSE's WHP) saves the baseline + reinforced mixture, which
+    `unlearn eval` scores (the run's own report builds its rows the same way,
+    pipeline.model_entry -> ModelEntry.from_spec); sequential requests are refused."""
+    from lethe.mixture import LogitMixture, mixture_info
+
+    root, _ = tiny_prepared
+    out = tmp_path / "whp"
+    code, _, err = run_cli(main, args(tiny_prepared, out, "--set", "method={name: whp}",
+                                      "--no-eval"), capsys, monkeypatch)
+    assert code == 0, err
+    info = mixture_info(out / "model")
+    assert info["alpha"] == 1.0 and (out / "model" / "reinforced" / "config.json").is_file()
+    assert info["baseline"] == str((root / "models" / "target").resolve())  # named, not copied
+    assert isinstance(load_model(str(out / "model")), LogitMixture)
+    code, _, err = run_cli(main, ["eval", str(out / "model"), "--data", str(root / "world"),
+                                  "--metrics", "knowmem_f", "--out", str(tmp_path / "eval")],
+                           capsys, monkeypatch)
+    assert code == 0, err
+    row = json.loads((tmp_path / "eval" / "results.json").read_text())["models"][0]
+    assert row["identity"]["mixture"]["alpha"] == 1.0 and "knowmem_f" in row["scores"]
+    sust = [x for s in ("requests.mode=sequential", "requests.forget=[{config: sust, split: "
+                        "forget_1}, {config: sust, split: forget_2}]") for x in ("--set", s)]
+    code, _, err = run_cli(main, args(tiny_prepared, tmp_path / "seq", "--set",
+                                      "method={name: whp}", *sust, "--dry-run"),
+                           capsys, monkeypatch)
+    assert code == 2 and "use mode finetune for sequential requests" in err

@@ -118,7 +118,7 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
         if method.prepare is not None:  # e.g. RMU freezes all but its layers (after LoRA)
             model = method.prepare(model, cfg)
         ref = make_reference(model, method, lora_enabled=recipe.lora is not None
-                             and recipe.lora.enabled)
+                             and recipe.lora.enabled, cfg=cfg)
         dataset = PairedDataset(forget, retain, seed=recipe.seed)
         trainer = train_fn(model, dataset, collator,
                            lambda m, batch: method.loss(m, batch, cfg, ref), trainer_dir,

@@ -184,6 +184,10 @@ def check_unlearning(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None
     method = get_method(recipe.method.name)
     if method.needs_retain and not recipe.data.retain:
         pf.problem(f"{where}method {method.name} needs a retain set; set data.retain")
+    requests = recipe.requests
+    refused = recipe.method.request_problem(requests.mode, len(requests.forget or (None,)))
+    if refused:
+        pf.problem(f"{where}method {method.name}: {refused}")
     check_unlearning_data(pf, recipe, gen, where=f"{where}data")
     if recipe.lora is not None and recipe.lora.enabled and info is not None and info.config:
         from lethe.trainer import lora_config
@@ -397,11 +401,21 @@ def _same_vocab(pf: Preflight, info, other, *, model: str, spec: str, where: str
         pf.problem(f"{where} {spec} has a different tokenizer from {model}; {why}")
 
 
+def parse_new_tokens(value: str) -> int | None:
+    """--new-tokens: a positive integer, or 'answer' (None: as many tokens as the answer)."""
+    if str(value).strip().lower() == "answer":
+        return None
+    if not str(value).strip().isdigit() or int(value) < 1:
+        raise LetheError(f"--new-tokens must be a positive integer or 'answer', got {value!r}")
+    return int(value)
+
+
 def _check_extraction(pf: Preflight, model, info, data, o: dict) -> None:
     """--layers, the facts split (and the optional random facts), --base."""
     from lethe.cli import int_list
 
     pf.run("", int_list, o["layers"], "--layers")
+    pf.run("", parse_new_tokens, o["new_tokens"])
     fields = ("subject", "prompt", "target_true")
     check_table(pf, data, config="facts", split=o["split"], text=fields, where="--data")
     base = o["base"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -208,14 +209,18 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
     summary = {"out_dir": str(out), "world": source, "data_sha256": fingerprint,
                "forget_docs": len(forget),
                "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
-    jobs = [("target", forget + retain), ("retrain", retain)]
-    threads = _parallel_threads(section, _steps(section, len(forget) + len(retain)))
+    steps = _steps(section, len(tokenize_texts(tokenizer, forget + retain, section.max_length)))
+    retrain = section
+    if section.match_steps:  # as many optimizer steps as the target (more passes over less)
+        retrain = replace(section, train={**section.train, "max_steps": steps})
+    jobs = [("target", forget + retain, section), ("retrain", retain, retrain)]
+    threads = _parallel_threads(section, steps)
     if threads:
         summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, threads)
         summary["parallel"] = {"processes": len(jobs), "threads_each": threads}
     else:
-        for name, texts in jobs:
-            summary["models"][name] = _train_one(recipe, tokenizer, name, texts)
+        for name, texts, job_section in jobs:
+            summary["models"][name] = _train_one(recipe, job_section, tokenizer, name, texts)
     if is_main_process():
         from lethe.report import machine_info, write_json
 
@@ -224,10 +229,10 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
     return summary
 
 
-def _train_one(recipe: UnlearnRecipe, tokenizer, name: str, texts: list[str],
-               position: int | None = None) -> dict:
+def _train_one(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
+               texts: list[str], position: int | None = None) -> dict:
     """Train and save one of the two models; returns its summary record."""
-    section, out = recipe.prepare, Path(recipe.prepare.out_dir)
+    out = Path(section.out_dir)
     model = (load_model(section.base_model) if section.base_model
              else build_model(section, tokenizer, recipe.seed))
     n_params = sum(p.numel() for p in model.parameters())
@@ -241,16 +246,18 @@ def _train_one(recipe: UnlearnRecipe, tokenizer, name: str, texts: list[str],
             "torch_threads": torch.get_num_threads()}
 
 
-def _steps(section: PrepareSection, n_docs: int) -> int:
-    """Optimizer steps the target's training will take (documents, not chunks: an estimate)."""
+def _steps(section: PrepareSection, n_examples: int) -> int:
+    """Optimizer steps a training over `n_examples` takes, counted as transformers.Trainer
+    counts them (batches per epoch, gradient accumulation, epochs; max_steps wins)."""
     import math
 
     train = section.train
     if int(train.get("max_steps", -1)) > 0:
         return int(train["max_steps"])
-    per_step = int(train.get("per_device_train_batch_size", 8)) * \
-        int(train.get("gradient_accumulation_steps", 1))
-    return int(float(train.get("num_train_epochs", 3)) * math.ceil(n_docs / per_step))
+    batches = math.ceil(n_examples / int(train.get("per_device_train_batch_size", 8)))
+    accumulation = int(train.get("gradient_accumulation_steps", 1))
+    per_epoch = max(batches // accumulation + int(batches % accumulation > 0), 1)
+    return math.ceil(float(train.get("num_train_epochs", 3)) * per_epoch)
 
 
 def _parallel_threads(section: PrepareSection, steps: int) -> int:
@@ -274,37 +281,62 @@ def _parallel_threads(section: PrepareSection, steps: int) -> int:
 
 def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, threads: int) -> dict:
     """Both trainings at once in two spawned processes (fresh interpreters: no forked OpenMP
-    or tokenizer threads); a failure in either is re-raised here with its own message."""
+    or tokenizer threads); a failure in either is re-raised here with its own message. The
+    children never outlive this process: they are terminated when it stops for any reason
+    (an error in the other child, Ctrl-C), and die with it when it is killed (_die_with)."""
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor
-
-    ctx = multiprocessing.get_context("spawn")
-    log.info("training %s side by side, %d thread(s) each", " and ".join(n for n, _ in jobs),
-             threads)
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
-        futures = {name: pool.submit(_child_train, recipe, tokenizer, name, texts, threads, i)
-                   for i, (name, texts) in enumerate(jobs)}
+    log.info("training %s side by side, %d thread(s) each",
+             " and ".join(name for name, *_ in jobs), threads)
+    pool = ProcessPoolExecutor(max_workers=len(jobs),
+                               mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {name: pool.submit(_child_train, recipe, job_section, tokenizer, name, texts,
+                                     threads, i, os.getpid())
+                   for i, (name, texts, job_section) in enumerate(jobs)}
+        return {name: future.result() for name, future in futures.items()}
+    except BrokenProcessPool:
+        raise LetheError("a training process of unlearn prepare died (killed, or out of "
+                         "memory?); rerun, or set prepare.parallel: never to train one "
+                         "model at a time") from None
+    finally:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # idle after success; mid-training after an error or Ctrl-C
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG), so a
+    killed `unlearn prepare` leaves no orphan training on; elsewhere, best effort."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
         try:
-            return {name: future.result() for name, future in futures.items()}
-        except BrokenProcessPool:
-            raise LetheError("a training process of unlearn prepare died (killed, or out of "
-                             "memory?); rerun, or set prepare.parallel: never to train one "
-                             "model at a time") from None
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
-def _child_train(recipe: UnlearnRecipe, tokenizer, name: str, texts: list[str], threads: int,
-                 position: int) -> dict:
+def _child_train(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
+                 texts: list[str], threads: int, position: int, parent: int) -> dict:
     import os
 
+    _die_with(parent)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "datasets", "DeepSpeed", "deepspeed", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return _train_one(recipe, tokenizer, name, texts, position=position)
+    return _train_one(recipe, section, tokenizer, name, texts, position=position)
 
 
 def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:

@@ -89,6 +89,11 @@ def read_rewrites(path: Path, name: str) -> list:
                    "ParaDetox neutral1..3); default: each line's own 'references' field, if any.")
 @click.option("--metrics", default=None, metavar="M1,M2",
               help="Comma-separated metrics (default: all that apply). See --list-metrics.")
+@click.option("--preset", default=None, type=click.Choice(["paradetox", "pan2024", "offline"]),
+              help="The published evaluators: paradetox (binary STA x Wieting SIM x binary CoLA "
+                   "FL), pan2024 (P(neutral) x LaBSE cosine x chrF), or offline (bundled "
+                   "scorers). Sets the scorers and the default metrics; --recipe and --set "
+                   "apply on top (docs/detox.md).")
 @click.option("--recipe", "recipe_path", default=None, metavar="RECIPE.yaml",
               help="Take the scorers: section from this recipe (default: built-in scorers).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -97,15 +102,19 @@ def read_rewrites(path: Path, name: str) -> list:
               help="Where results.json and results.md go (default: OUT.eval/ beside the file).")
 @click.option("--per-example", is_flag=True, help="Also write per_example.jsonl to the report dir.")
 @click.option("--list-metrics", is_flag=True, help="List the metrics and exit.")
-def eval_command(output_file, references, metrics, recipe_path, overrides, report_dir,
+def eval_command(output_file, references, metrics, preset, recipe_path, overrides, report_dir,
                  per_example, list_metrics):
     """Score the rewrites in OUT.jsonl (written by `detox rewrite`).
 
     STA (non-toxicity), SIM (similarity to the input), FL (fluency), the joint scores
     j_paradetox / j_clef2024 / j_bin_chrf, and with references chrF, BLEU and ROUGE-L.
+    --preset paradetox / pan2024 scores with the published evaluators' models, combined as
+    their scripts do (docs/detox.md); the default scorers run offline and give a J that is
+    not comparable with published ones.
     """
     from detox.rewrite.recipe import load_rewrite_recipe
     from eval.detox import joint
+    from eval.detox.presets import get_preset
     from eval.detox.scorers import Scorers
     from lethe.locks import lock_output
 
@@ -113,7 +122,9 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
         for name, m in sorted(joint.METRICS.items()):
             click.echo(f"{name:12s} {m.doc}" + ("  [needs references]" if m.needs_refs else ""))
         return
-    recipe = load_rewrite_recipe(recipe_path, overrides)
+    chosen = get_preset(preset) if preset else None
+    recipe = load_rewrite_recipe(recipe_path, (chosen.overrides() if chosen else []) +
+                                 list(overrides))
     path = Path(output_file)
     if not path.is_file():
         raise LetheError(f"file not found: {output_file} (the output of detox rewrite)")
@@ -122,8 +133,10 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     rows = read_rewrites(path, output_file)
     refs = _references(rows, references)
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else \
-        list(joint.default_metrics(refs is not None))
+        list(chosen.metrics if chosen and chosen.metrics else
+             joint.default_metrics(refs is not None))
     names = joint.check_metrics(names, refs is not None)
+    preflight_scorers(recipe.scorers, joint.scorer_kinds(names))
 
     start = time.perf_counter()
     comps = joint.Components([r.extra["rewrite"] for r in rows], [r.text for r in rows], refs,
@@ -132,11 +145,23 @@ def eval_command(output_file, references, metrics, recipe_path, overrides, repor
     elapsed = time.perf_counter() - start
     results = {"file": str(path), "n": len(rows), "references": references or (
         "per-line 'references' field" if refs is not None else None), "metrics": summary,
-        "scorers": recipe.scorers, "elapsed_s": round(elapsed, 2)}
+        "preset": preset, "scorers": recipe.scorers, "elapsed_s": round(elapsed, 2)}
     table = _write_report(out_dir, results, names, rows, per_ex if per_example else None)
     click.echo(table, nl=False)
     click.echo(f"detox eval: {len(rows)} line(s) scored in {elapsed:.1f} s -> {out_dir}/",
                err=True)
+
+
+def preflight_scorers(scorers, kinds) -> None:
+    """Every model, package or file the scorers the metrics read will load, checked before
+    any is loaded: one line per problem (a hub model missing offline is one line)."""
+    from detox.rewrite.checks import check_scorer
+    from lethe.preflight import Preflight
+
+    pf = Preflight("detox eval")
+    for kind in kinds:
+        check_scorer(pf, getattr(scorers, kind), f"scorers.{kind}")
+    pf.finish()
 
 
 def _references(rows, references: str | None) -> list[list[str]] | None:

@@ -43,6 +43,13 @@ def check_scorer(pf: Preflight, cfg, where: str) -> None:
             if pf.run(where, package_dir, need.package):
                 pf.ok(f"{where}: package {need.package} installed")
             continue
+        if need.files:
+            missing = [f for f in need.files if not Path(f).is_file()]
+            if missing:
+                pf.problem(f"{where}.model: {', '.join(missing)} not found")
+            else:
+                pf.ok(f"{where}: {', '.join(need.files)} found")
+            continue
         info = check_model(pf, need.model, where=f"{where}.model", task=need.task)
         if info is not None and need.label and info.config is not None:
             pf.run(f"{where}.model", HFClassifierProb.label_index, info.config.id2label,

@@ -12,7 +12,8 @@
   sentences with their words shuffled 6,516 (FL 0.21). An empty text scores 0.0 (nothing to
   read is not a fluent rewrite).
 - ``classifier``: the probability of the "acceptable" label of any Hugging Face sequence
-  classifier (e.g. one trained on CoLA, as ParaDetox does).
+  classifier (e.g. one trained on CoLA, as ParaDetox does), or with ``binary`` whether that
+  label is the classifier's argmax (ParaDetox's FL).
 """
 
 from __future__ import annotations
@@ -86,15 +87,30 @@ class PerplexityFluency:
         return [fl_from_nll(x, self.ppl_ok, self.tau) for x in self.nll(list(texts))]
 
 
+def detokenize(text: str) -> str:
+    """ParaDetox's CoLA input clean-up (s-nlp/paradetox evaluation_detox/metric_tools/
+    fluency.py): no space before . , ! ? ) and none after (."""
+    for a, b in ((" .", "."), (" ,", ","), (" !", "!"), (" ?", "?"), (" )", ")"), ("( ", "(")):
+        text = text.replace(a, b)
+    return text
+
+
 class ClassifierFluency:
-    """FL = P(acceptable) under a Hugging Face acceptability classifier (e.g. CoLA-trained)."""
+    """FL = P(acceptable) under a Hugging Face acceptability classifier (e.g. CoLA-trained), or
+    with `binary` 1.0 where "acceptable" is the classifier's argmax class, else 0.0 (ParaDetox's
+    FL: `1 - predictions.argmax(1)` of a CoLA classifier whose label 0 is acceptable)."""
 
     def __init__(self, model: str, label: str = "acceptable", device: str = "auto",
-                 batch_size: int = 32, max_length: int = 256):
+                 batch_size: int = 32, max_length: int = 256, binary: bool = False,
+                 detokenize: bool = False):
         self.classifier = HFClassifierProb(model, label, device, batch_size, max_length)
+        self.binary, self.detokenize = binary, detokenize
 
     def score(self, texts: list[str], sources: list[str] | None = None) -> list[float]:
-        return self.classifier.probs(list(texts))
+        texts = [detokenize(t) for t in texts] if self.detokenize else list(texts)
+        if not self.binary:
+            return self.classifier.probs(texts)
+        return [1.0 if top else 0.0 for _, top in self.classifier.predict(texts)]
 
 
 @register("fl", "perplexity", PerplexityFluency)
@@ -123,6 +139,8 @@ class ClassifierFLConfig:
     device: str = "auto"
     batch_size: int = 32
     max_length: int = 256
+    binary: bool = False  # FL = 1[label is the argmax class] (ParaDetox), not P(label)
+    detokenize: bool = False  # join " ." " ," " !" " ?" " )" "( " first (ParaDetox's CoLA input)
 
     def __post_init__(self):
         if not self.model:

@@ -2,7 +2,8 @@
 
 Components per example i (computed on demand, once, by ``Components``):
   sta_i      = 1 - P_toxic(rewrite_i)                      (soft STA, the STA scorer)
-  sta_bin_i  = 1[P_toxic(rewrite_i) < threshold]          (binary STA)
+  sta_bin_i  = 1[P_toxic(rewrite_i) < threshold]          (binary STA; or 1[toxic is not
+                                                           the argmax class], decision argmax)
   sim_i      = SIM(rewrite_i, source_i)                    (the SIM scorer)
   fl_i       = FL(rewrite_i)                               (the FL scorer)
   chrf_i     = sentence chrF(rewrite_i, references_i) / 100  (sacrebleu: char 6-grams, beta 2)
@@ -101,8 +102,10 @@ class Components:
 
     @cached_property
     def sta_bin(self) -> list[float]:
-        threshold = self.scorers.sta.threshold
-        return [float(p < threshold) for p in self.toxic_prob]
+        sta = self.scorers.sta
+        if getattr(sta, "decision", "threshold") == "argmax":  # ParaDetox: 1 - argmax
+            return sta.non_toxic(self.texts)
+        return [float(p < sta.threshold) for p in self.toxic_prob]
 
     @cached_property
     def sim(self) -> list[float]:
@@ -141,39 +144,48 @@ class Metric:
     needs_refs: bool
     per_example: Callable[[Components], list[float]] | None  # averaged for the summary
     corpus: Callable[[Components], float] | None  # a corpus-level value
+    kinds: tuple[str, ...] = ()  # the scorers it reads (sta, sim, fl), for the preflight
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, doc: str, *, needs_refs: bool = False, corpus: bool = False):
+def metric(name: str, doc: str, *, needs_refs: bool = False, corpus: bool = False,
+           kinds: tuple[str, ...] = ()):
     """Register `fn(components)` as metric `name` (per-example list, or a corpus value)."""
 
     def deco(fn):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = Metric(name, doc, needs_refs, None if corpus else fn,
-                               fn if corpus else None)
+                               fn if corpus else None, kinds)
         return fn
 
     return deco
 
 
-metric("sta", "mean soft STA, 1 - P(toxic)")(lambda c: c.sta)
-metric("sta_bin", "share of rewrites classified non-toxic")(lambda c: c.sta_bin)
-metric("sim", "mean similarity of rewrite and source")(lambda c: c.sim)
-metric("fl", "mean fluency")(lambda c: c.fl)
+def scorer_kinds(names: Sequence[str]) -> list[str]:
+    """The scorer kinds the metrics `names` read, in KINDS order."""
+    used = {k for n in names for k in METRICS[n].kinds}
+    return [k for k in ("sta", "sim", "fl") if k in used]
+
+
+metric("sta", "mean soft STA, 1 - P(toxic)", kinds=("sta",))(lambda c: c.sta)
+metric("sta_bin", "share of rewrites classified non-toxic", kinds=("sta",))(lambda c: c.sta_bin)
+metric("sim", "mean similarity of rewrite and source", kinds=("sim",))(lambda c: c.sim)
+metric("fl", "mean fluency", kinds=("fl",))(lambda c: c.fl)
 metric("chrf", "mean sentence chrF vs references / 100", needs_refs=True)(lambda c: c.chrf)
 metric("chrf_corpus", "corpus chrF vs references / 100", needs_refs=True, corpus=True)(
     lambda c: corpus_chrf(c.texts, c.need_refs()))
 metric("bleu", "corpus BLEU vs references / 100", needs_refs=True, corpus=True)(
     lambda c: corpus_bleu(c.texts, c.need_refs()))
 metric("rouge_l", "mean ROUGE-L F1 vs references", needs_refs=True)(lambda c: c.rouge_l)
-metric("j_paradetox", "mean of STA_bin * SIM * FL")(lambda c: products(c.sta_bin, c.sim, c.fl))
-metric("j_clef2024", "mean of STA * SIM * chrF", needs_refs=True)(
+metric("j_paradetox", "mean of STA_bin * SIM * FL", kinds=("sta", "sim", "fl"))(
+    lambda c: products(c.sta_bin, c.sim, c.fl))
+metric("j_clef2024", "mean of STA * SIM * chrF", needs_refs=True, kinds=("sta", "sim"))(
     lambda c: products(c.sta, c.sim, c.chrf))
-metric("j_bin_chrf", "mean of STA_bin * SIM * chrF (BENCHMARKS.md's J)", needs_refs=True)(
-    lambda c: products(c.sta_bin, c.sim, c.chrf))
+metric("j_bin_chrf", "mean of STA_bin * SIM * chrF (BENCHMARKS.md's J)", needs_refs=True,
+       kinds=("sta", "sim"))(lambda c: products(c.sta_bin, c.sim, c.chrf))
 
 DEFAULT_METRICS = ("sta", "sta_bin", "sim", "fl", "j_paradetox")
 DEFAULT_REF_METRICS = ("chrf", "chrf_corpus", "bleu", "rouge_l", "j_clef2024", "j_bin_chrf")

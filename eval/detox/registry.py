@@ -61,6 +61,7 @@ class Need:
     task: str = "encoder"  # how it is loaded: causal-lm | sequence-classification | encoder
     label: str | None = None  # a label the classifier must have (its id2label names)
     package: str | None = None  # an importable package the scorer needs instead of a model
+    files: tuple[str, ...] = ()  # local files the scorer reads instead of a model
 
 
 def needs(cfg) -> list[Need]:

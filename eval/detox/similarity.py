@@ -9,7 +9,9 @@ An *embedder* maps texts to L2-normalised vectors, ``encode(texts) -> (N, D) flo
 
 SIM scorers (``score(texts, sources)``, each in [0, 1]):
 - ``embedding``: cosine of the two embeddings, clipped below at 0 (a negative cosine means
-  "nothing kept", and the joint scores multiply SIM by other scores);
+  "nothing kept", and the joint scores multiply SIM by other scores); ``clip: false`` keeps the
+  raw cosine, as PAN 2024's LaBSE SIM does;
+- ``wieting``: the Wieting et al. subword-averaging SIM ParaDetox reports (wieting.py);
 - ``bertscore``: BERTScore F1 (Zhang et al., 2020, eq. 1-3): greedy matching of contextual
   token embeddings, no idf weighting and no baseline rescaling.
 """
@@ -117,18 +119,23 @@ def _need_sources(texts, sources, what):
 
 
 class EmbeddingSimilarity:
-    """SIM = max(0, cos(embed(text), embed(source)))."""
+    """SIM = max(0, cos(embed(text), embed(source))); with clip=False the cosine itself (PAN
+    2024's LaBSE SIM, `1 - scipy.spatial.distance.cosine`, can be negative)."""
 
-    def __init__(self, model: str = "minilm", device: str = "auto", batch_size: int = 64):
+    def __init__(self, model: str = "minilm", device: str = "auto", batch_size: int = 64,
+                 clip: bool = True):
         self.embedder = make_embedder(model, device, batch_size)
+        self.clip = clip
 
     def score(self, texts: list[str], sources: list[str] | None = None) -> list[float]:
         _need_sources(texts, sources, "embedding similarity")
         if not texts:
             return []
-        a = self.embedder.encode(list(texts))  # (N, D)
+        a = self.embedder.encode(list(texts))  # (N, D), L2-normalised
         b = self.embedder.encode(list(sources))  # (N, D)
         cos = (a * b).sum(axis=1)
+        if not self.clip:
+            return [float(c) for c in cos]
         return [float(min(1.0, max(0.0, c))) for c in cos]
 
 
@@ -209,6 +216,7 @@ class EmbeddingSimConfig:
     model: str = "minilm"  # sentence-transformers model (hub id, dir, `minilm`) or hashing[:DIM]
     device: str = "auto"
     batch_size: int = 64
+    clip: bool = True  # clip the cosine below at 0 (False: PAN 2024's raw LaBSE cosine)
 
     def needs(self) -> list[Need]:
         return [] if self.model.startswith("hashing") else [Need(self.model, "encoder")]

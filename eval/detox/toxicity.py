@@ -13,6 +13,7 @@ threshold``, else 0.0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from eval.detox.registry import Need, batches, register
 from lethe.lm import load_for_inference
@@ -87,13 +88,19 @@ class HFClassifierProb:
                          f"scorer's label to one of them")
 
     def probs(self, texts: list[str]) -> list[float]:
+        """P(label) of each text."""
+        return [p for p, _ in self.predict(texts)]
+
+    def predict(self, texts: list[str]) -> list[tuple[float, bool]]:
+        """(P(label), whether the label is the argmax class) of each text. The argmax is the
+        lowest index among tied maxima (torch.argmax, as ParaDetox's scripts take it)."""
         import torch
 
         if not texts:
             return []
         if self._model is None:
             self._load()
-        out: list[float] = []
+        out: list[tuple[float, bool]] = []
         device = next(self._model.parameters()).device
         for chunk in batches(list(texts), self.batch_size):
             enc = self._tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
@@ -103,22 +110,39 @@ class HFClassifierProb:
             if logits.shape[-1] == 1:  # a single-logit head is a sigmoid classifier
                 p = torch.sigmoid(logits[:, 0])
                 p = p if self._index == 0 else 1 - p
+                top = (p > 0.5) if self._index == 0 else (p >= 0.5)  # sigmoid ≥ 0 means 1
             else:
                 p = logits.softmax(-1)[:, self._index]
-            out.extend(p.tolist())
+                top = logits.argmax(-1) == self._index
+            out.extend(zip(p.tolist(), top.tolist()))
         return out
 
 
 class ClassifierSTA(STAScorer):
-    """STA = 1 - P(toxic_label) under a Hugging Face sequence classifier."""
+    """STA = 1 - P(toxic_label) under a Hugging Face sequence classifier; binary STA by a
+    threshold on that probability or, with decision="argmax", 1 unless the toxic label is the
+    classifier's argmax (ParaDetox: `1 - logits.argmax(1)`)."""
 
     def __init__(self, model: str, toxic_label: str = "toxic", threshold: float = 0.5,
-                 device: str = "auto", batch_size: int = 32, max_length: int = 256):
+                 device: str = "auto", batch_size: int = 32, max_length: int = 256,
+                 decision: str = "threshold"):
         self.threshold = threshold
+        self.decision = decision
         self.classifier = HFClassifierProb(model, toxic_label, device, batch_size, max_length)
+        self._seen: dict[str, tuple[float, bool]] = {}  # text -> (P(toxic), toxic is argmax)
+
+    def _predict(self, texts: list[str]) -> list[tuple[float, bool]]:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._seen))
+        self._seen.update(zip(todo, self.classifier.predict(todo)))
+        return [self._seen[t] for t in texts]
 
     def toxic_prob(self, texts: list[str]) -> list[float]:
-        return self.classifier.probs(list(texts))
+        return [p for p, _ in self._predict(list(texts))]
+
+    def non_toxic(self, texts: list[str]) -> list[float]:
+        if self.decision != "argmax":
+            return super().non_toxic(texts)
+        return [0.0 if top else 1.0 for _, top in self._predict(list(texts))]
 
 
 @register("sta", "profanity", ProfanitySTA)
@@ -141,6 +165,8 @@ class ClassifierConfig:
     device: str = "auto"  # auto = first accelerator torch sees, else cpu
     batch_size: int = 32
     max_length: int = 256  # tokens; longer texts are truncated
+    decision: Literal["threshold", "argmax"] = "threshold"  # binary STA: P(toxic) < threshold,
+    #                                    or "argmax": the toxic label is not the top class
 
     def __post_init__(self):
         if not self.model:

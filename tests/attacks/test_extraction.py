@@ -12,6 +12,7 @@ from lethe.lm import encode_pair
 from lethe.errors import LetheError
 
 PROMPT = "Alva Brenn was born in"
+BLOCK = dict(layer_index="block")  # these tests number layers by block (lethe/lens.py)
 
 
 def test_candidate_hits_by_hand():
@@ -44,21 +45,21 @@ def test_head_projection_succeeds_exactly_on_top_or_bottom_k(tok):
     ranked = _round_trip_ranking(tok, scores)
     top_id, top_answer = ranked[0]
     rank = int((scores > scores[top_id]).sum())  # tokens above it that cannot be answers
-    res = head_projection(model, tok, [PROMPT], [top_answer], layers=[1], k=rank + 1)
+    res = head_projection(model, tok, [PROMPT], [top_answer], layers=[1], k=rank + 1, **BLOCK)
     assert res.success == [True] and res.details[0]["hit_layers"] == [1]
     assert res.details[0]["best_rank_top"] == rank and res.budget == 2 * (rank + 1)
     if rank > 0:
         assert not head_projection(model, tok, [PROMPT], [top_answer], layers=[1],
-                                   k=rank).success[0]
+                                   k=rank, **BLOCK).success[0]
     low_id, low_answer = ranked[-1]
     brank = int((scores < scores[low_id]).sum())
-    res = head_projection(model, tok, [PROMPT], [low_answer], layers=[1], k=brank + 1)
+    res = head_projection(model, tok, [PROMPT], [low_answer], layers=[1], k=brank + 1, **BLOCK)
     assert res.success == [True] and res.details[0]["best_rank_bottom"] == brank
     mid_id, mid_answer = ranked[len(ranked) // 2]
-    res = head_projection(model, tok, [PROMPT], [mid_answer], layers=[1], k=4)
+    res = head_projection(model, tok, [PROMPT], [mid_answer], layers=[1], k=4, **BLOCK)
     assert res.success == [False] and res.budget == 8
     res = head_projection(model, tok, [PROMPT, PROMPT], [mid_answer, top_answer],
-                          layers=[0, 1, 2, 3], k=3)
+                          layers=[0, 1, 2, 3], k=3, **BLOCK)
     assert res.budget == 2 * 3 * 4 and len(res.success) == 2
 
 
@@ -70,18 +71,18 @@ def test_probability_delta_uses_differences_of_consecutive_layers(tok):
     ranked = _round_trip_ranking(tok, diff)
     tid, answer = ranked[0]
     rank = int((diff > diff[tid]).sum())
-    res = probability_delta(model, tok, [PROMPT], [answer], layers=[2, 3], k=rank + 1)
+    res = probability_delta(model, tok, [PROMPT], [answer], layers=[2, 3], k=rank + 1, **BLOCK)
     assert res.success == [True] and res.details[0]["hit_layers"] == ["2->3"]
     assert res.budget == 2 * (rank + 1) * 1
-    res = probability_delta(model, tok, [PROMPT], [answer], layers=[1, 2, 3], k=2)
+    res = probability_delta(model, tok, [PROMPT], [answer], layers=[1, 2, 3], k=2, **BLOCK)
     assert res.budget == 2 * 2 * 2
     with pytest.raises(LetheError, match="two layers"):
-        probability_delta(model, tok, [PROMPT], [answer], layers=[2], k=2)
+        probability_delta(model, tok, [PROMPT], [answer], layers=[2], k=2, **BLOCK)
 
 
 def test_rephrase_attack_finds_known_answers_and_is_seeded(tok, facts, trained):
     forget = facts[0]
-    params = AttackParams(paraphrases=2, samples=2, seed=0)
+    params = AttackParams(paraphrases=2, samples=2, seed=0, new_tokens=None, match="prefix")
     res = run_attack("rephrase", trained, tok, forget, params)
     assert res.rate == 1.0 and res.budget == 4  # the trained model knows every fact
     assert all(len(d["candidates"]) == 4 for d in res.details)
@@ -103,7 +104,7 @@ def test_rephrase_attack_finds_known_answers_and_is_seeded(tok, facts, trained):
 def test_head_projection_finds_the_answer_a_trained_model_knows(tok, facts, trained,
                                                                 forgot_vessmark):
     forget = facts[0]
-    params = AttackParams(layers=(3,), k=1)
+    params = AttackParams(layers=(3,), k=1, **BLOCK)
     assert run_attack("head_projection", trained, tok, forget, params).success == [True] * 3
     # with its unembedding row swapped out, 'Vessmark' leaves the final layer's top-1
     after = run_attack("head_projection", forgot_vessmark, tok, forget, params).success

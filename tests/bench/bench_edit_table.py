@@ -12,6 +12,13 @@ answers greedily are used (the paper's correctness filter).
 restored; numbers are means over facts. --mode all: every fact is edited into one model in
 sequence (ROME chaining), then attacked and measured once.
 Writes results.json and results.md to --out and prints the table.
+
+The defaults are the settings docs/editing.md's tables were measured with (before issue #14
+made the reference implementations Lethe's defaults): squared weight decay, KL at the prompt's
+last token, early stop on the objective term, update exact for k*, the head-projection hinge on
+logits over the other tokens with the erasure term kept, block-numbered layers, and a rephrase
+attack sampling the answer's length with prefix matching (MEASURED_EDIT, MEASURED_ATTACK).
+--reference-defaults uses EditConfig's and AttackParams' defaults instead (docs/faithfulness.md).
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ OBJECTIVES = ("error_injection", "fact_erasure", "empty_response", "head_project
 ATTACK_NAMES = ("head_projection", "prob_delta", "rephrase")
 COLUMNS = ["objective", "rewrite score", "Δ-acc random", "Δ-acc neighbourhood",
            "head projection s@B", "prob. delta s@B", "rephrase s@B"]
+
+
+MEASURED_EDIT = dict(weight_decay_power=2, kl_position="last", stop_on="objective",
+                     margin_on="logit", margin_rank="others", erasure_weight=1.0,
+                     layer_index="block")
+MEASURED_ATTACK = dict(layer_index="block", new_tokens=None, match="prefix")
 
 
 def _mean(xs):
@@ -89,6 +102,8 @@ def main() -> None:
     ap.add_argument("--paraphrases", type=int, default=2)
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reference-defaults", action="store_true",
+                    help="EditConfig's / AttackParams' defaults instead of the measured settings")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -120,12 +135,14 @@ def main() -> None:
               for r in load_table(args.data, config="raw", split=split, columns=("text",))]
     layers = None if args.attack_layers == "all" else tuple(
         int(x) for x in args.attack_layers.split(","))
+    pinned_edit, pinned_attack = ({}, {}) if args.reference_defaults else \
+        (MEASURED_EDIT, MEASURED_ATTACK)
     params = AttackParams(layers=layers, k=args.k, paraphrases=args.paraphrases,
-                          samples=args.samples)
+                          samples=args.samples, **pinned_attack)
     base_cfg = EditConfig(layer=args.layer, update_key=args.update_key, v_lr=args.v_lr,
                           v_steps=args.v_steps, cov_samples=len(corpus),
                           clamp_norm_factor=args.clamp, defense_weight=args.defense_weight,
-                          weight_decay=args.weight_decay)
+                          weight_decay=args.weight_decay, **pinned_edit)
     print(f"{len(facts)} known forget facts (of {sum(1 for _ in known)}), {len(retain)} known "
           f"random facts; corpus {len(corpus)} texts; mode {args.mode}", flush=True)
 

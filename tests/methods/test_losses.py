@@ -49,13 +49,14 @@ def loss_of(name, model, batch, ref=None, **cfg):
 
 def test_all_methods_registered_with_documented_configs():
     names = set(method_names())
-    assert {"ga", "grad_diff", "ga_klr", "npo", "npo_gdr", "npo_klr", "simnpo", "rmu",
-            "task_vector", "whp"} <= names
+    assert {"ga", "grad_diff", "ga_klr", "npo", "npo_gdr", "npo_klr", "simnpo", "simnpo_forget",
+            "rmu", "task_vector", "whp"} <= names
     assert get_method("task_vector").run is not None and get_method("whp").run is not None
     assert get_method("rmu").prepare is not None
     assert get_method("npo").needs_ref_logp and not get_method("npo").needs_ref_model
     assert get_method("npo_klr").needs_ref_logp and get_method("npo_klr").needs_ref_model
-    assert get_method("simnpo").needs_ref_logp is False
+    assert get_method("simnpo").needs_ref_logp is False and get_method("simnpo").needs_retain
+    assert get_method("simnpo_forget").needs_ref_logp is False
 
 
 @torch.no_grad()
@@ -116,21 +117,21 @@ def test_npo_per_step_reference_equals_cached(model, batch):
 
 
 @torch.no_grad()
-def test_simnpo_matches_paper_formula(model, batch):
+def test_simnpo_forget_matches_paper_formula(model, batch):
     s, c = seq_nll(model, batch["forget"])
     beta, gamma = 2.5, 0.3
     # eq. 4: −(2/β)·log σ(−(β/|y|)·log π(y) − γ), log π(y) = −NLL_sum
     terms = [math.log(1 / (1 + math.exp(-(-(beta / n) * (-nll) - gamma))))
              for nll, n in zip(s.tolist(), c.tolist())]
     expected = -(2 / beta) * sum(terms) / len(terms)
-    loss, _ = loss_of("simnpo", model, batch, beta=beta, gamma=gamma)
+    loss, _ = loss_of("simnpo_forget", model, batch, beta=beta, gamma=gamma)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 @torch.no_grad()
-def test_simnpo_at_zero_margin_point_is_two_over_beta_log_two():
+def test_simnpo_forget_at_zero_margin_point_is_two_over_beta_log_two():
     # When β·NLL/|y| = γ for every sequence, σ(0) = ½: loss = (2/β)·log 2 exactly.
-    from unlearn.methods.simnpo import SimNPOConfig, simnpo_loss
+    from unlearn.methods.simnpo_forget import SimNPOForgetConfig, simnpo_forget_loss
 
     class Fixed(torch.nn.Module):  # logits uniform over V: NLL per token = log V
         def forward(self, input_ids, attention_mask):
@@ -138,8 +139,8 @@ def test_simnpo_at_zero_margin_point_is_two_over_beta_log_two():
 
     ids = torch.randint(0, 16, (3, 7))
     part = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-    cfg = SimNPOConfig(beta=2.0, gamma=2.0 * math.log(16))
-    loss, _ = simnpo_loss(Fixed(), {"forget": part}, cfg)
+    cfg = SimNPOForgetConfig(beta=2.0, gamma=2.0 * math.log(16))
+    loss, _ = simnpo_forget_loss(Fixed(), {"forget": part}, cfg)
     assert loss.item() == pytest.approx(2 / 2.0 * math.log(2), rel=1e-6)
 
 
@@ -307,3 +308,34 @@ def test_task_vector_negation_by_hand():
     # θ − α(θ_ft − θ): 1 − 2·0.5 = 0; −1 − 2·(−2) = 3; 0 − 2·0.25 = −0.5
     assert target.weight.tolist() == [[0.0, 3.0]]
     assert target.bias.tolist() == [-0.5]
+
+
+@torch.no_grad()
+def test_whp_mixture_saves_loads_and_generates_through_the_adapter(forget, tokenizer, tmp_path):
+    """MUSE's WHP (swj0419/muse_bench baselines/baselines/whos_harry_potter.py): logits
+    v_b − α·ReLU(v_r − v_b) from both models at every step; saved as a mixture directory that
+    lethe.loading loads, scored and decoded (left-padded, batched) by lethe.lm.LM."""
+    from lethe.lm import LM
+    from lethe.loading import load_model, model_identity
+    from lethe.mixture import LogitMixture
+    from tests.methods.conftest import tiny_llama
+
+    base, reinforced = tiny_llama(seed=0), tiny_llama(seed=1)
+    LogitMixture(base, reinforced, alpha=1.5).save_pretrained(tmp_path / "mix")
+    tokenizer.save_pretrained(tmp_path / "mix")
+    loaded = load_model(str(tmp_path / "mix"))
+    assert isinstance(loaded, LogitMixture) and loaded.alpha == 1.5
+    assert model_identity(str(tmp_path / "mix"))["mixture"]["alpha"] == 1.5
+    ids = torch.tensor([forget[0]["input_ids"]])
+    v_b, v_r = base(input_ids=ids).logits, reinforced(input_ids=ids).logits
+    want = v_b - 1.5 * torch.relu(v_r - v_b)
+    assert torch.allclose(loaded(input_ids=ids).logits, want, atol=1e-5)
+    lm = LM(loaded, tokenizer, progress=False)
+    prompts = [forget[0]["input_ids"][:6], forget[1]["input_ids"][:3]]  # left padding
+    texts = lm.generate_ids(prompts, max_new_tokens=4, batch_size=2)
+    for prompt, text in zip(prompts, texts):
+        seq = torch.tensor([prompt])
+        for _ in range(4):  # greedy on the mixed logits, one prompt at a time, by hand
+            nxt = loaded(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
+            seq = torch.cat([seq, nxt], dim=1)
+        assert text == tokenizer.decode(seq[0, len(prompt):].tolist(), skip_special_tokens=True)

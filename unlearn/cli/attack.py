@@ -1,7 +1,9 @@
 """`unlearn attack`: attacks on any checkpoint, and the editing metrics.
 
     unlearn attack MODEL --data DATA [--attacks head_projection,prob_delta,rephrase]
-                   [--k 4] [--layers all|2,3,...] [--paraphrases 2] [--samples 5]
+                   [--k 4] [--layers all|2,3,...] [--layer-index hidden_states|block]
+                   [--paraphrases 4] [--samples 5] [--new-tokens 1|answer]
+                   [--match substring|prefix]
                    [--budget B] [--base MODEL] [--split forget] [--retain-split retain]
                    [--limit N] [--retain-limit 100] [--out DIR] [--overwrite] [--seed 0]
     unlearn attack MODEL --data DATA --attacks relearn,quantize --target TARGET
@@ -110,11 +112,23 @@ def _extraction_markdown(results: dict) -> list[str]:
 @click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="White-box attacks: top-k and bottom-k tokens per layer.")
 @click.option("--layers", default="all", show_default=True, metavar="all|L1,L2,...",
-              help="White-box attack layers (block indices; negative from the end).")
-@click.option("--paraphrases", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Rephrase attack: n, the last n phrasings of each fact.")
+              help="White-box attack layers, numbered as --layer-index says (negative from the "
+                   "end); all = the output of every block.")
+@click.option("--layer-index", type=click.Choice(["hidden_states", "block"]),
+              default="hidden_states", show_default=True,
+              help="hidden_states: an index into output_hidden_states (0 = embeddings, l = "
+                   "block l-1's output), as Patil et al.'s layer lists; block: block l's output.")
+@click.option("--paraphrases", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Rephrase attack: n, the last n phrasings of each fact (the paper: 4).")
 @click.option("--samples", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Rephrase attack: m sampled answers per phrasing.")
+              help="Rephrase attack: m sampled answers per phrasing (the paper: 5).")
+@click.option("--new-tokens", default="1", show_default=True, metavar="N|answer",
+              help="Rephrase attack: tokens sampled per answer (the paper: 1), or 'answer' for "
+                   "as many as the answer has.")
+@click.option("--match", type=click.Choice(["substring", "prefix"]), default="substring",
+              show_default=True,
+              help="Rephrase attack success: the answer occurs in a sample (the paper), or a "
+                   "sample starts with it (case-insensitive).")
 @click.option("--budget", type=click.IntRange(min=1), default=None, metavar="B",
               help="Set k = B // (2·|layers|) and m = B // n so each attack proposes <= B "
                    "candidates (overrides --k and --samples).")
@@ -223,6 +237,8 @@ def attack(model, data, attacks, out_dir, overwrite, dry_run, **opts):
 
 
 def _extraction(model: str, data: str, names: str, o: dict) -> dict:
+    from unlearn.preflight import parse_new_tokens
+
     facts = load_facts(data, o["split"], o["limit"])
     try:
         retain = load_facts(data, o["retain_split"], o["retain_limit"]) if o["base"] else []
@@ -234,7 +250,8 @@ def _extraction(model: str, data: str, names: str, o: dict) -> dict:
                        paraphrases=o["paraphrases"], samples=o["samples"], budget=o["budget"],
                        seed=o["seed"], temperature=o["temperature"],
                        top_k=o["top_k_sampling"], batch_size=o["batch_size"],
-                       dtype=o["dtype"], device=o["device"])
+                       dtype=o["dtype"], device=o["device"], layer_index=o["layer_index"],
+                       new_tokens=parse_new_tokens(o["new_tokens"]), match=o["match"])
 
 
 def _recovery(model: str, data: str, plan, out: Path, o: dict) -> dict:
@@ -254,25 +271,26 @@ def _recovery(model: str, data: str, plan, out: Path, o: dict) -> dict:
 def run_attacks(model: str, base: str | None, facts: list[dict], retain: list[dict], *,
                 names: str, data: str, split: str, k: int, layers: str, paraphrases: int,
                 samples: int, budget: int | None, seed: int, temperature: float, top_k: int,
-                batch_size: int, dtype: str, device: str) -> dict:
+                batch_size: int, dtype: str, device: str, layer_index: str = "hidden_states",
+                new_tokens: int | None = 1, match: str = "substring") -> dict:
     """The attacks `names` on `model`'s facts, and the editing metrics against `base`."""
     from eval.attacks.editing import editing_metrics
-    from eval.attacks.extraction import AttackParams, run_attack
+    from eval.attacks.extraction import AttackParams, attack_points, run_attack
     from lethe.cli import int_list
-    from lethe.lens import lens_layout, num_layers, resolve_layers
+    from lethe.lens import lens_layout
     from lethe.lm import load_for_inference
     from lethe.loading import load_tokenizer, model_identity
     from lethe.report import library_versions, machine_info
 
     tok = load_tokenizer(model)  # the preflight checked --base has the same vocabulary
     lm = load_for_inference(model, dtype=dtype, device=device)
-    chosen = resolve_layers(int_list(layers, "--layers"), num_layers(lm, lens_layout(lm)),
-                            "attack layer")
+    _, chosen = attack_points(lm, lens_layout(lm), int_list(layers, "--layers"), layer_index)
     if budget is not None:
         k, samples = budget_params(budget, len(chosen), paraphrases)
-    params = AttackParams(layers=chosen, k=k, paraphrases=paraphrases, samples=samples,
-                          seed=seed, temperature=temperature, top_k=top_k,
-                          batch_size=batch_size)
+    params = AttackParams(layers=tuple(chosen), layer_index=layer_index, k=k,
+                          paraphrases=paraphrases, samples=samples, seed=seed,
+                          temperature=temperature, top_k=top_k, new_tokens=new_tokens,
+                          match=match, batch_size=batch_size)
     results = {"command": "attack", "model": model_identity(model),
                "base": model_identity(base) if base else None, "data": str(data),
                "split": split, "n_facts": len(facts),

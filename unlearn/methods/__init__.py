@@ -43,6 +43,18 @@ class MethodConfig:
 
     name: str
 
+    @property
+    def wants_ref_model(self) -> bool:
+        """Whether this configuration needs the reference model's full distributions even though
+        its method does not always: `reference_impl: muse_code` (MUSE's released code computes
+        NPO's log-ratio on reference logits; docs/faithfulness.md)."""
+        return getattr(self, "reference_impl", "paper") == "muse_code"
+
+    def request_problem(self, mode: str, n_requests: int) -> str | None:
+        """Why this configuration cannot serve the recipe's forget requests (checked by the
+        preflight), or None. `mode`: sequential | independent."""
+        return None
+
 
 @dataclass(frozen=True)
 class Method:

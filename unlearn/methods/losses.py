@@ -97,3 +97,55 @@ def retain_kl(model, ref, part: dict) -> torch.Tensor:
                          "unlearn.methods.reference.make_reference")
     logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
     return kl_ref_to_model(logits, ref.logits(part), part["labels"])
+
+
+# ---------------------------------------------------------------------------------------------
+# MUSE's released code (`method.reference_impl: muse_code`; never the default)
+#
+# swj0419/muse_bench baselines/baselines/iterative.py computes NPO's log-ratio and the KLR term
+# on raw logits, element-wise over (batch, position, vocabulary), not on log-probabilities of
+# the sequence; MUSE's published NPO/KLR rows come from that code. Its batches have no padding,
+# so "every position" there is every real position here (attention_mask).
+
+
+def _real(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask[..., None].to(like.dtype)  # (B, T, 1)
+
+
+def muse_code_npo_term(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor,
+                       beta: float) -> torch.Tensor:
+    """−(2/β)·mean_{b,t,v} log σ(β·(z_ref − z_θ)) over real positions (MUSE's `npo`).
+
+    logits, ref_logits (B, T, V) raw logits; mask (B, T)."""
+    per = F.logsigmoid(beta * (ref_logits.float() - logits.float()))  # (B, T, V)
+    real = _real(mask, per)
+    return -(2.0 / beta) * (per * real).sum() / (real.sum() * per.shape[-1]).clamp(min=1)
+
+
+def muse_code_kl(logits: torch.Tensor, ref_logits: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """F.kl_div(z_θ, z_ref, reduction='batchmean', log_target=True) on raw logits (MUSE's
+    `klr`): Σ_{b,t,v} exp(z_ref)·(z_ref − z_θ) over real positions, divided by B."""
+    ref = ref_logits.float()
+    per = torch.exp(ref) * (ref - logits.float())  # (B, T, V)
+    return (per * _real(mask, per)).sum() / per.shape[0]
+
+
+def muse_code_simnpo_term(logits: torch.Tensor, mask: torch.Tensor, beta: float,
+                          delta: float) -> torch.Tensor:
+    """−(2/β)·mean_{b,t,v} log σ(β·(−z_θ − δ)) over real positions (OPTML-Group/Unlearn-Simple
+    MUSE/baselines/baselines/iterative.py, `simnpo`)."""
+    per = F.logsigmoid(beta * (-logits.float() - delta))  # (B, T, V)
+    real = _real(mask, per)
+    return -(2.0 / beta) * (per * real).sum() / (real.sum() * per.shape[-1]).clamp(min=1)
+
+
+def muse_code_retain_kl(model, ref, part: dict) -> torch.Tensor:
+    """MUSE's KLR term on a retain batch part (scalar)."""
+    from lethe.errors import LetheError
+
+    if ref is None:
+        raise LetheError("reference_impl muse_code needs a reference model: build one with "
+                         "unlearn.methods.reference.make_reference")
+    logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+    return muse_code_kl(logits, ref.logits(part), part["attention_mask"])

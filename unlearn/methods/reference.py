@@ -98,13 +98,14 @@ class Reference:
         return logp.sum(-1)
 
 
-def make_reference(model, method, lora_enabled: bool) -> Reference | None:
-    """The `Reference` a method needs (None when it needs no reference model).
+def make_reference(model, method, lora_enabled: bool, cfg=None) -> Reference | None:
+    """The `Reference` a method needs (None when it needs no reference model). `cfg` (the
+    method's config) may ask for one too (`MethodConfig.wants_ref_model`).
 
     Call it after LoRA is applied and after the method's `prepare` hook (so the snapshot covers
     only what will train), and before training starts.
     """
-    if not method.needs_ref_model:
+    if not (method.needs_ref_model or getattr(cfg, "wants_ref_model", False)):
         return None
     if lora_enabled:
         if not hasattr(model, "disable_adapter"):

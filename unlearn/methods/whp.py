@@ -6,11 +6,14 @@ exactly on forget-specific tokens. The generic logits push those tokens down:
 
     v_generic = v_baseline − α·ReLU(v_reinforced − v_baseline)          (G); logits (…, V)
 
-Two ways to use it, both here:
-- inference-time mixing: `WHPMixture` (a module returning mixed logits, for scoring) and
-  `WHPLogitsProcessor` (for `model.generate`) combine the two models at every step;
-- the paper's method (`run_whp`): label every forget position with argmax v_generic and
-  fine-tune the baseline on those generic labels, so a single model results.
+`method.mode` picks how the unlearned model uses it:
+- "mixture" (default; how MUSE evaluates WHP, swj0419/muse_bench
+  baselines/baselines/whos_harry_potter.py): the unlearned model *is* the inference-time
+  mixture of the baseline and the reinforced model (`lethe.mixture.LogitMixture`). `unlearn run`
+  saves it as a mixture directory (the reinforced checkpoint + the baseline's name), which
+  `unlearn eval` and the run's own report load like any checkpoint;
+- "finetune" (the WHP paper's procedure): label every forget position with argmax v_generic and
+  fine-tune the baseline on those generic labels, so a single plain model results.
 Not implemented: the paper's second ingredient, "anchored term" translations produced with
 GPT-4 (idiosyncratic names replaced by generic ones before labelling); it needs an external
 model and a hand-checked dictionary. Without it only the reinforcement-based generic
@@ -22,14 +25,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor
-from transformers.modeling_outputs import CausalLMOutput
 
 from lethe.errors import LetheError
 from lethe.lm import pad_id
+from lethe.mixture import LogitMixture, MixtureLogitsProcessor, generic_logits
 from unlearn.data import LMCollator, PairedDataset
 from unlearn.methods import MethodConfig, register
 from unlearn.methods.losses import nll
@@ -37,63 +40,27 @@ from unlearn.methods.task_vector import reinforce, train_stage, unwrap_peft
 
 log = logging.getLogger(__name__)
 
+# The inference-time mixture and its logits processor live in lethe (model loading needs them);
+# the names below are kept for code written against this module.
+WHPMixture = LogitMixture
+WHPLogitsProcessor = MixtureLogitsProcessor
+__all__ = ["WHPConfig", "WHPMixture", "WHPLogitsProcessor", "generic_logits", "generic_labels",
+           "run_whp"]
+
 
 @dataclass(frozen=True)
 class WHPConfig(MethodConfig):
     name: str = "whp"
-    alpha: float = 1.0  # strength α of (G); 1.0 = subtract the reinforcement gain once
-    label_batch_size: int = 8  # forget examples per forward when computing generic labels
+    alpha: float = 1.0  # strength α of (G); 1.0 = subtract the reinforcement gain once (MUSE)
+    mode: Literal["mixture", "finetune"] = "mixture"  # mixture: MUSE's inference-time WHP;
+    #                                                  finetune: the paper's generic-label tuning
+    label_batch_size: int = 8  # finetune: forget examples per forward for the generic labels
 
-
-def generic_logits(base_logits: torch.Tensor, reinforced_logits: torch.Tensor,
-                   alpha: float) -> torch.Tensor:
-    """Eq. 1: v_b − α·ReLU(v_r − v_b). Both (..., V); returns (..., V) in float32."""
-    base, reinforced = base_logits.float(), reinforced_logits.float()
-    return base - alpha * torch.relu(reinforced - base)
-
-
-class WHPMixture(torch.nn.Module):
-    """Inference-time WHP for scoring: `forward` returns the generic logits of (G).
-
-    `WHPMixture(base, reinforced, alpha)(input_ids=..., attention_mask=...).logits` (B, T, V);
-    any other keyword (position_ids, ...) goes to both models.
-    """
-
-    def __init__(self, base: torch.nn.Module, reinforced: torch.nn.Module, alpha: float = 1.0):
-        super().__init__()
-        self.base, self.reinforced, self.alpha = base, reinforced, alpha
-
-    def forward(self, input_ids, attention_mask=None, **kwargs) -> CausalLMOutput:
-        kwargs.pop("labels", None)
-        v_b = self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-        v_r = self.reinforced(input_ids=input_ids, attention_mask=attention_mask,
-                              **kwargs).logits
-        return CausalLMOutput(logits=generic_logits(v_b, v_r, self.alpha))
-
-
-class WHPLogitsProcessor(LogitsProcessor):
-    """Inference-time WHP for `base.generate(..., logits_processor=[WHPLogitsProcessor(...)])`.
-
-    At each step the reinforced model reads the whole sequence so far (no KV cache: simple,
-    O(T²)) and the base model's next-token scores become (G)'s generic scores. Put it first
-    in the processor list so it sees raw logits. Prompts may be left-padded with `pad_token_id`
-    (leading pad tokens are masked out; positions are counted from the first real token).
-    """
-
-    def __init__(self, reinforced: torch.nn.Module, alpha: float = 1.0,
-                 pad_token_id: int | None = None):
-        self.reinforced, self.alpha, self.pad_token_id = reinforced, alpha, pad_token_id
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
-        if self.pad_token_id is None:
-            mask = torch.ones_like(input_ids)
-        else:  # left padding: everything after the first non-pad token is real
-            mask = ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()  # (B, T)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        with torch.no_grad():
-            v_r = self.reinforced(input_ids=input_ids, attention_mask=mask,
-                                  position_ids=positions).logits[:, -1, :]  # (B, V)
-        return generic_logits(scores, v_r, self.alpha).to(scores.dtype)
+    def request_problem(self, mode: str, n_requests: int) -> str | None:
+        if self.mode == "mixture" and mode == "sequential" and n_requests > 1:
+            return ("whp mode mixture saves two models mixed at inference time, which a next "
+                    "request cannot fine-tune; use mode finetune for sequential requests")
+        return None
 
 
 def generic_labels(base, reinforced, examples: list[dict], pad_id: int, alpha: float,
@@ -154,23 +121,28 @@ def generic_nll_loss(model, batch):
 @register("whp", WHPConfig, kind="run")
 def run_whp(*, model, tokenizer, forget: list[dict], retain: list[dict] | None,
             cfg: WHPConfig, train_fn, output_dir, lora=None, collator=None) -> torch.nn.Module:
-    """Who's Harry Potter: fine-tune on argmax(v_b − α·ReLU(v_r − v_b)) labels (batch labels).
-
-    The paper's procedure; returns the unlearned model (a plain model, LoRA merged):
+    """Who's Harry Potter: the baseline mixed with a forget-tuned copy, v_b − α·ReLU(v_r − v_b).
 
     1. reinforced = copy of `model` fine-tuned on forget (train_fn, NLL);
-    2. generic labels for every forget token from (G) (base = `model`, before any update);
-    3. the reinforced copy is released, and `model` is fine-tuned on the generic labels.
-    lora: a `LoraSection` or None; when enabled both stages train adapters, merged after each.
-    `retain` and `collator` are unused (the paper trains only on the forget text; stage 2 needs
-    its own collator for the generic labels); they are accepted so every `run` has the same
+    2. mode "mixture" (MUSE): return `LogitMixture(model, reinforced, α)`, saved by the pipeline
+       as a mixture directory; mode "finetune" (the paper): generic labels for every forget
+       token from (G), the reinforced copy released, and `model` fine-tuned on the labels
+       (a plain model, LoRA merged).
+    lora: a `LoraSection` or None; when enabled the stages train adapters, merged after each.
+    `retain` and `collator` are unused (WHP trains only on the forget text; stage 2 needs its
+    own collator for the generic labels); they are accepted so every `run` has the same
     signature.
     """
     if cfg.label_batch_size < 1:
         raise LetheError(f"method.label_batch_size must be ≥ 1, got {cfg.label_batch_size}")
     model = unwrap_peft(model)
-    pad = pad_id(tokenizer)
     reinforced = reinforce(model, tokenizer, forget, train_fn, output_dir, lora)
+    if cfg.mode == "mixture":
+        log.info("whp: inference-time mixture of the baseline and the reinforced model "
+                 "(alpha %.3g)", cfg.alpha)
+        return LogitMixture(model.eval(), reinforced.eval(), cfg.alpha,
+                            baseline_spec=getattr(model.config, "_name_or_path", None))
+    pad = pad_id(tokenizer)
     labelled = generic_labels(model, reinforced, forget, pad, cfg.alpha,
                               cfg.label_batch_size)
     del reinforced

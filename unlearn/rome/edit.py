@@ -20,14 +20,14 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from lethe.lens import resolve_layers
+from lethe.lens import hidden_state_points
 from lethe.lm import encode_pair, leading_space_tokens, model_device, pad_id
 from lethe.errors import LetheError
 from unlearn.rome.contexts import context_templates
 from unlearn.rome.covariance import get_covariance
 from unlearn.rome.hparams import EditConfig
 from unlearn.rome.keys import compute_key
-from unlearn.rome.model_layout import resolve_layout, rewrite_target
+from unlearn.rome.model_layout import default_layer, resolve_layout, rewrite_target
 from unlearn.rome.objectives import get_objective
 from unlearn.rome.prompts import check_fact, compose, fact_label, make_row
 from unlearn.rome.update import apply_delta, covariance_factor, left_vector, rank_one_delta
@@ -93,7 +93,7 @@ class EditPlan:
     name: str  # the rewritten module
     module: torch.nn.Module
     orientation: str  # "out_in" (nn.Linear) | "in_out" (Conv1D)
-    defense_layers: tuple[int, ...]
+    defense_layers: tuple[int, ...]  # hidden-state indices the defenses read (lethe.lens)
     answers: list[str]
 
 
@@ -106,16 +106,21 @@ def plan_edit(model, tok, facts: list[dict], cfg: EditConfig) -> EditPlan:
         check_fact(fact)
     objective = get_objective(cfg.objective)
     layout = resolve_layout(model, cfg.rewrite_module, cfg.blocks_module, cfg.final_norm_module)
-    layer = cfg.layer if cfg.layer is not None else layout.n_layers // 5
+    layer = cfg.layer
+    if layer is None:  # the published hyperparameters of this architecture (model_layout.py)
+        layer, where = default_layer(getattr(model.config, "model_type", None), layout.n_layers)
+        log.info("edit layer %d of %d (%s)", layer, layout.n_layers, where)
     name, module, orientation = rewrite_target(model, layout, layer)
-    defense_layers: tuple[int, ...] = ()
+    defense_layers: tuple[int, ...] = ()  # hidden-state indices (lethe.lens)
     if objective.uses_lens:
-        wanted = cfg.defense_layers if cfg.defense_layers is not None \
-            else tuple(range(layer + 1, layout.n_layers))
-        if not wanted:
+        if cfg.defense_layers is not None:
+            defense_layers = hidden_state_points(cfg.defense_layers, layout.n_layers,
+                                                 cfg.layer_index, "defense layer")
+        else:  # the output of every block after the edit layer
+            defense_layers = tuple(range(layer + 2, layout.n_layers + 1))
+        if not defense_layers:
             raise LetheError(f"{cfg.objective}: no layer after the edit layer {layer} to defend; "
                              f"set EditConfig.defense_layers or edit a lower layer")
-        defense_layers = resolve_layers(wanted, layout.n_layers, "defense layer")
     answers = [objective.answer(f, cfg, facts) for f in facts]
     last_block = layer == layout.n_layers - 1
     for fact, answer in zip(facts, answers):  # every prompt must locate its subject
@@ -199,7 +204,7 @@ def _run(model, tok, facts: list[dict], cfg: EditConfig, corpus, plan: EditPlan,
                                                             label)], pad)
         else:  # ROME Eq. 2: exact for the mean key k*
             k_update = k_star
-        rewrite_rows = list(rows)
+        rewrite_rows = list(rows)[:cfg.rewrite_contexts]
         if plan.objective.uses_paraphrases:
             rewrite_rows += [make_row(tok, p, subject, f"{label} paraphrase")
                              for p in _paraphrase_templates(fact, cfg.rephrase_count)]

@@ -31,6 +31,41 @@ DOWN_PROJ: dict[str, str] = {
 }
 
 
+# The edit layer of the published ROME hyperparameters: model_type -> {n_layers: (layer, where)}.
+# kmeng01/rome hparams/ROME/*.json (GPT-2 medium/large/XL, GPT-J) and zjunlp/EasyEdit
+# hparams/ROME/*.yaml (Llama-2-7B, Llama-3-8B, Llama-3.2-1B/3B, Mistral-7B, Qwen2/2.5-7B).
+PUBLISHED_LAYERS: dict[str, dict[int, tuple[int, str]]] = {
+    "gpt2": {24: (8, "kmeng01/rome hparams/ROME/gpt2-medium.json"),
+             36: (12, "kmeng01/rome hparams/ROME/gpt2-large.json"),
+             48: (17, "kmeng01/rome hparams/ROME/gpt2-xl.json")},
+    "gptj": {28: (5, "kmeng01/rome hparams/ROME/EleutherAI_gpt-j-6B.json")},
+    "llama": {16: (5, "zjunlp/EasyEdit hparams/ROME/llama3.2-1b.yaml"),
+              28: (5, "zjunlp/EasyEdit hparams/ROME/llama3.2-3b.yaml"),
+              32: (5, "zjunlp/EasyEdit hparams/ROME/llama-7b.yaml")},
+    "mistral": {32: (5, "zjunlp/EasyEdit hparams/ROME/mistral-7b.yaml")},
+    "qwen2": {28: (5, "zjunlp/EasyEdit hparams/ROME/qwen2.5-7b.yaml")},
+}
+
+
+def default_layer(model_type: str | None, n_layers: int) -> tuple[int, str]:
+    """(edit layer, where it comes from) when EditConfig.layer is None.
+
+    A published configuration of this model_type and depth gives its layer. Another depth of a
+    published model_type gets the same *relative* depth as the published configuration of
+    the nearest depth (round(layer · n / n_pub), e.g. 4 of GPT-2 small's 12 blocks from
+    GPT-2 medium's 8 of 24), kept below the last block. Any other model_type: n_layers // 5.
+    """
+    table = PUBLISHED_LAYERS.get(model_type or "", {})
+    if n_layers in table:
+        return table[n_layers]
+    if table:
+        n_pub = min(table, key=lambda n: (abs(n - n_layers), n))
+        layer_pub, where = table[n_pub]
+        layer = min(max(0, round(layer_pub * n_layers / n_pub)), max(0, n_layers - 2))
+        return layer, f"{layer_pub}/{n_pub} of the depth, as in {where}"
+    return n_layers // 5, "n_layers // 5 (no published ROME configuration for this model_type)"
+
+
 @dataclass(frozen=True)
 class EditLayout:
     rewrite_module: str  # template with {} for the layer

@@ -8,10 +8,11 @@ one with `@register(name, answer=...)`.
   another fact's true answer of the same relation).
 - fact_erasure: minimise p(true answer) = exp(−mean NLL) (Patil et al. Sec. 5, "Fact Erasure").
 - empty_response: maximise log p(dummy answer), e.g. "dummy" ("Empty Response").
-- head_projection: fact erasure + a hinge that pushes the answer's first token out of the
-  top-k and the bottom-k of the logit lens at the defended layers ("Head Projection Defense").
-- max_entropy: fact erasure − the entropy of the logit-lens distributions at the defended
-  layers ("Max-Entropy Defense").
+- head_projection: a hinge that pushes the answer's first token out of the top-k and the
+  bottom-k of the logit lens at the defended layers ("Head Projection Defense"), plus
+  erasure_weight × fact erasure (0 by default, as in the paper's code).
+- max_entropy: − the entropy of the logit-lens distributions at the defended layers
+  ("Max-Entropy Defense"), plus erasure_weight × fact erasure (0 by default).
 - input_rephrasing: fact erasure over the rewriting prompts *and* paraphrases of the prompt
   ("Input Rephrasing Defense").
 """
@@ -110,21 +111,28 @@ def erasure_term(batch: ObjectiveBatch) -> torch.Tensor:
 
 
 def margin_term(lens: torch.Tensor, answer: torch.Tensor, k: int, margin: float,
-                on: str = "logit") -> torch.Tensor:
+                on: str = "prob", rank: str = "all") -> torch.Tensor:
     """Head-projection hinge, mean over layers and prompts.
 
-    lens: (L, R, V) logit-lens logits; answer: (R,). With z the scores (logits or softmax
-    probabilities) and z_(k) / z_(−k) the k-th largest / smallest score among the *other*
-    tokens: relu(z_a − z_(k) + m) + relu(z_(−k) − z_a + m). Zero iff the answer is strictly
-    (by m) outside both the top-k and the bottom-k.
+    lens: (L, R, V) logit-lens logits; answer: (R,). With z the scores (softmax probabilities,
+    or the logits) and z_(k) / z_(−k) the k-th largest / smallest score:
+    relu(z_a − z_(k) + m) + relu(z_(−k) − z_a + m).
+
+    rank "all" (Vaidehi99/InfoDeletionAttacks rome/compute_v.py, `sorted_layer_logits[:, :,
+    -k]` and `[:, :, k-1]`): z_(k) is taken from the whole sorted vocabulary, the answer
+    included. Off by one: an answer ranked exactly k-th has z_a = z_(k), so its hinge is 0
+    although it is in the top-k (the attack's candidate set). rank "others": z_(k) among the
+    *other* tokens, so the hinge is 0 exactly when the answer is (by m) outside both k-sets.
     """
     scores = torch.softmax(lens, dim=-1) if on == "prob" else lens
     a = answer.view(1, -1, 1).expand(scores.shape[0], -1, 1)  # (L, R, 1)
     z_a = scores.gather(-1, a).squeeze(-1)  # (L, R)
-    others_hi = scores.scatter(-1, a, float("-inf"))
-    others_lo = scores.scatter(-1, a, float("inf"))
-    kth_top = others_hi.topk(k, dim=-1).values[..., -1]  # (L, R)
-    kth_bottom = others_lo.topk(k, dim=-1, largest=False).values[..., -1]
+    high, low = scores, scores
+    if rank == "others":
+        high = scores.scatter(-1, a, float("-inf"))
+        low = scores.scatter(-1, a, float("inf"))
+    kth_top = high.topk(k, dim=-1).values[..., -1]  # (L, R)
+    kth_bottom = low.topk(k, dim=-1, largest=False).values[..., -1]
     hinge = torch.relu(z_a - kth_top + margin) + torch.relu(kth_bottom - z_a + margin)
     return hinge.mean()
 
@@ -167,7 +175,7 @@ def input_rephrasing(batch: ObjectiveBatch, cfg):
 def head_projection(batch: ObjectiveBatch, cfg):
     p = erasure_term(batch)
     hinge = margin_term(batch.lens_logits, batch.answer_first, cfg.defense_k, cfg.defense_margin,
-                        cfg.margin_on)
+                        cfg.margin_on, cfg.margin_rank)
     return cfg.erasure_weight * p + cfg.defense_weight * hinge, {"p_answer": p.item(),
                                                                  "margin": hinge.item()}
 

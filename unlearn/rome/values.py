@@ -5,14 +5,19 @@ subject's last token such that the rewriting prompts produce the wanted answer, 
 "{subject} is a" prompts keep their next-token distribution (essence drift):
 
     v* = v_orig + δ,   δ = argmin  L_obj(δ) + λ_KL · KL(P_δ[· | p'] || P[· | p'])
-                                  + λ_wd · ||δ||² / ||v_orig||²
+                                  + λ_wd · ||δ||^p / ||v_orig||²
 
 with v_orig = W k + b the unedited output at the key the update will be exact for (k*, or the
 bare prompt's key; EditConfig.update_key), so the update's residual v* − W k − b is δ itself.
 δ is added at the subject-last position of every prompt, optimised with Adam, and clamped
 after each step to ||δ|| ≤ clamp_norm_factor · ||v_orig||. L_obj is the objective's term
 (objectives.py): ROME's NLL of a target, or a deletion objective (Patil et al. 2024).
-The KL prompts are scored at their last token (ROME Eq. 4's P[x | p']).
+
+As in ROME's released code (kmeng01/rome rome/compute_v.py) by default: p = 1 (the decay is
+||δ|| / ||v_orig||², not squared; EditConfig.weight_decay_power), the KL prompts are compared
+at the subject's last token (`lookup_idxs`; EditConfig.kl_position "last" reads them at the
+prompt's last token, Eq. 4's P[x | p']), and target-NLL objectives stop once the *total* loss
+is below v_stop_loss (EditConfig.stop_on).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Sequence
 
 import torch
 
-from lethe.lens import capture_blocks, decode
+from lethe.lens import capture_hidden_states, decode
 from lethe.lm import encode_pair, leading_space_tokens, model_device, pad_id, pad_right
 from unlearn.rome.objectives import Objective, ObjectiveBatch
 from unlearn.rome.prompts import PromptRow
@@ -82,15 +87,26 @@ class _Batch:
     ans_mask: torch.Tensor  # (R, A) 1 on scored answer tokens (not leading whitespace)
     first_pos: torch.Tensor  # (R,) the position predicting the first content token
     first_tok: torch.Tensor  # (R,)
-    kl_pos: torch.Tensor  # (K,) each KL prompt's last position
+    kl_pos: torch.Tensor  # (K,) where each KL prompt's distribution is read (kl_position)
 
     @property
     def n_rw(self) -> int:
         return self.ans_pos.shape[0]
 
 
+def decay_term(delta: torch.Tensor, v_orig: torch.Tensor, power: int) -> torch.Tensor:
+    """||δ||^p / ||v_orig||² (scalar): p = 1 is ROME's code, p = 2 a squared L2."""
+    return delta.norm().pow(power) / v_orig.pow(2).sum().clamp_min(1e-12)
+
+
+def kl_positions(kl_rows: Sequence[PromptRow], where: str) -> list[int]:
+    """Where each KL prompt is compared: its subject's last token ("subject", ROME's code) or
+    its last token ("last", the next-token distribution of ROME Eq. 4)."""
+    return [r.subject_index if where == "subject" else len(r.ids) - 1 for r in kl_rows]
+
+
 def _batch(tok, answer: str, rewrite_rows: Sequence[PromptRow], kl_rows: Sequence[PromptRow],
-           device) -> _Batch:
+           device, kl_position: str = "subject") -> _Batch:
     answers, leads = [], []
     for row in rewrite_rows:
         p_ids, a_ids = encode_pair(tok, row.text, answer)
@@ -114,7 +130,7 @@ def _batch(tok, answer: str, rewrite_rows: Sequence[PromptRow], kl_rows: Sequenc
     ans_pos, ans_tok, ans_mask = ans_pos.to(device), ans_tok.to(device), ans_mask.to(device)
     rw_rows = torch.arange(n_rw, device=device)
     lead = torch.tensor(leads, device=device)
-    kl_pos = torch.tensor([len(r.ids) - 1 for r in kl_rows], device=device, dtype=torch.long)
+    kl_pos = torch.tensor(kl_positions(kl_rows, kl_position), device=device, dtype=torch.long)
     return _Batch(ids, mask, lookup, ans_pos, ans_tok, ans_mask, ans_pos[rw_rows, lead],
                   ans_tok[rw_rows, lead], kl_pos)
 
@@ -128,7 +144,7 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
     clamp and the weight decay: by default the module's output W k + b at `k_update` (ROME);
     MEMIT passes the residual stream at its last layer instead (its z_i = h_i^L + δ_i)."""
     device = model_device(model)
-    b = _batch(tok, answer, rewrite_rows, kl_rows, device)
+    b = _batch(tok, answer, rewrite_rows, kl_rows, device, cfg.kl_position)
     all_rows = torch.arange(len(b.lookup), device=device)
     if v_orig is None:
         with torch.no_grad():
@@ -145,11 +161,11 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
             term, logs, logits = _objective_term(model, lens_layout, b, objective, cfg,
                                                  defense_layers)
             loss = term + _kl_term(logits, b, cfg, kl_init, logs)
-            decay = delta.pow(2).sum() / v_orig.pow(2).sum().clamp_min(1e-12)
-            loss = loss + cfg.weight_decay * decay
+            loss = loss + cfg.weight_decay * decay_term(delta, v_orig, cfg.weight_decay_power)
             result.losses.append(loss.item())
             result.logs = {**logs, "step": step}
-            if objective.early_stop and term.item() < cfg.v_stop_loss:
+            stop_value = loss if cfg.stop_on == "total" else term
+            if objective.early_stop and stop_value.item() < cfg.v_stop_loss:
                 break
             if step == cfg.v_steps - 1:
                 break
@@ -174,8 +190,8 @@ def optimise_value(model, tok, module, lens_layout, answer: str,
 def _objective_term(model, lens_layout, b: _Batch, objective: Objective, cfg,
                     defense_layers: Sequence[int]):
     """One forward of every row (δ added by the hook): (L_obj, logs, logits (B, T, V))."""
-    store_cm = capture_blocks(model, lens_layout, defense_layers) if objective.uses_lens \
-        else nullcontext({})
+    store_cm = capture_hidden_states(model, lens_layout, defense_layers) \
+        if objective.uses_lens else nullcontext({})
     with store_cm as store:
         logits = model(input_ids=b.ids, attention_mask=b.mask).logits  # (B, T, V)
     rw_rows = torch.arange(b.n_rw, device=logits.device)
@@ -192,7 +208,7 @@ def _objective_term(model, lens_layout, b: _Batch, objective: Objective, cfg,
 
 
 def _kl_term(logits, b: _Batch, cfg, kl_init: list, logs: dict):
-    """λ_KL · KL(P_δ[· | p'] || P[· | p']) at the KL prompts' last token (0 without any)."""
+    """λ_KL · KL(P_δ[· | p'] || P[· | p']) at b.kl_pos of the KL prompts (0 without any)."""
     n_kl = len(b.kl_pos)
     if not n_kl:
         return 0
