@@ -96,8 +96,10 @@ def aggregate(runs: dict) -> dict:
                 for r in seeds.values() if key in r["attacks"]])
                 for label, key in CONDITIONS if key}
         table["after"][name], table["recovery"][name] = after, rec
-        table["target"][name] = mean_sd([r["rows"]["target"][name]
-                                         for seeds in runs.values() for r in seeds.values()])
+        # one target per seed (every method of a seed shares it): sd over seeds, not runs
+        per_seed = {seed: r["rows"]["target"][name]
+                    for seeds in runs.values() for seed, r in seeds.items()}
+        table["target"][name] = mean_sd(list(per_seed.values()))
     return table
 
 

@@ -81,6 +81,8 @@ def parse():
     ap.add_argument("--update-weights", default="15000,1000,100")
     ap.add_argument("--retain-limit", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--new-tokens", default="answer",
+                    help="rephrase attack: tokens sampled per answer (N or 'answer')")
     return ap.parse_args()
 
 
@@ -106,7 +108,10 @@ def main() -> None:
     retain = load_facts(args.data, "retain", args.retain_limit)
     corpus = [r["text"] for split in ("retain1", "retain2")
               for r in load_table(args.data, config="raw", split=split, columns=("text",))]
-    params = AttackParams(layers=None, k=4, paraphrases=2, samples=5)
+    # the paper's attacks (every layer, k 4, 4 phrasings x 5 samples, substring match), but
+    # sampling as many tokens as the answer has: one token never holds a multi-token name
+    params = AttackParams(new_tokens=None if args.new_tokens == "answer"
+                          else int(args.new_tokens))
     rows, records = [row("(no edit)", m := measure(model, base, tok, facts, retain, params))], \
         [{"method": "(no edit)", **m}]
     for label, cfg in configs(args, len(corpus)):
