@@ -3,15 +3,18 @@
     python tests/bench/bench_memit_vs_rome.py [--model runs/demo/models/target]
         [--data runs/demo/world] [--out runs/demo/memit_vs_rome] [--objective fact_erasure]
         [--rome-layer 0] [--memit-layers 0,1] [--update-weights 15000,1000,100]
+        [--settings default|pinned] [--new-tokens answer|N]
 
 Every fact of facts/forget is deleted from one copy of the model: by ROME, one rank-one edit
 per fact in sequence (each on the model the previous ones left), and by MEMIT, all facts in one
 batch update per layer (one row per λ = --update-weights). Both use the same objective, v*
-settings (rome_erasure.yaml's: 50 steps, clamp 10, weight decay 0.05), context templates and
-covariance corpus (the world's retain1 + retain2 texts). Columns: rewrite score, mean p(true),
-Δ-accuracy on random (retain) facts and on neighbourhood prompts, success@B of the three
-extraction attacks (docs/editing.md), and the edit's wall and CPU seconds (C is computed once
-before the timed edits, so both read it from the cache).
+settings (rome_erasure.yaml's: 50 steps, clamp 10, weight decay 0.05; with --settings pinned
+also its pre-#14 options), context templates and covariance corpus (the world's retain1 +
+retain2 texts). Columns: rewrite score, mean p(true), Δ-accuracy on random (retain) facts and
+on neighbourhood prompts, success@B of the three extraction attacks (Patil et al.'s: every
+layer, k 4, 4 phrasings × 5 samples of --new-tokens tokens, substring match; docs/editing.md),
+and the edit's wall and CPU seconds (C is computed once before the timed edits, so both read it
+from the cache).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ COLUMNS = ["method", "rewrite score", "p(true)", "Δ-acc random", "Δ-acc neighb
            "edit CPU s"]
 SETTINGS = dict(objective="fact_erasure", v_steps=50, clamp_norm_factor=10.0,
                 weight_decay=0.05)
+# --settings pinned: also the options rome_erasure.yaml pins (the behaviour before issue #14
+# made ROME's released code the default: squared decay, KL at the prompt's last token, early
+# stop on the objective term, update exact for the mean key k*)
+PINNED = dict(weight_decay_power=2, kl_position="last", stop_on="objective", update_key="mean")
 
 
 def measure(model, base, tok, facts, retain, params) -> dict:
@@ -62,7 +69,8 @@ def configs(args, n_corpus):
     from unlearn.memit import MemitConfig
     from unlearn.rome import EditConfig
 
-    common = dict(SETTINGS, objective=args.objective, cov_samples=n_corpus)
+    common = dict(SETTINGS, objective=args.objective, cov_samples=n_corpus,
+                  **(PINNED if args.settings == "pinned" else {}))
     yield "ROME, sequential", EditConfig(layer=args.rome_layer, **common)
     layers = tuple(int(x) for x in args.memit_layers.split(","))
     for w in (float(x) for x in args.update_weights.split(",")):
@@ -81,6 +89,8 @@ def parse():
     ap.add_argument("--update-weights", default="15000,1000,100")
     ap.add_argument("--retain-limit", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--settings", choices=["default", "pinned"], default="default",
+                    help="default: ROME's released-code options; pinned: rome_erasure.yaml's")
     ap.add_argument("--new-tokens", default="answer",
                     help="rephrase attack: tokens sampled per answer (N or 'answer')")
     return ap.parse_args()
@@ -129,7 +139,8 @@ def main() -> None:
         print(markdown_table(COLUMNS, rows[-1:], digits=3).splitlines()[-1], flush=True)
     table = markdown_table(COLUMNS, rows, digits=3)
     notes = (f"{len(facts)} forget facts deleted at once, Δ-acc random on {len(retain)} retain "
-             f"facts; objective {args.objective}; torch threads {args.threads}.")
+             f"facts; objective {args.objective}; settings {args.settings}; torch threads "
+             f"{args.threads}.")
     out = Path(args.out)
     write_json(out / "results.json", {"model": model_identity(args.model), "args": vars(args),
                                       "rows": records, "versions": library_versions(),
