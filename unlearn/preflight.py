@@ -367,39 +367,126 @@ def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain
     return pf.finish(), EvalPlan(labels, chosen, reference, suite, out)
 
 
-def preflight_attack(model, *, data, attacks, layers, split, retain_split, base, out,
-                     overwrite, device) -> Preflight:
-    """Attack names, --layers, the facts, MODEL and --base (same tokenizer), --out."""
+def preflight_attack(model, *, data, attacks, out, overwrite, options: dict):
+    """Attack names; for extraction attacks --layers, the facts and --base; for recovery
+    attacks (relearn, quantize) --target, the plan, the MUSE tables and the relearning slices;
+    MODEL, the tokenizers, --out. Returns (Preflight, RecoveryPlan or None)."""
     from eval.attacks.extraction import ATTACKS
     from lethe.recipe import nearest
+    from unlearn.robustness import RECOVERY_ATTACKS
 
     pf = Preflight("unlearn attack")
     names = [a.strip() for a in attacks.split(",") if a.strip()]
+    valid = sorted({*ATTACKS, *RECOVERY_ATTACKS})
     for name in names:
-        if name not in ATTACKS:
-            pf.problem(f"unknown attack '{name}'{nearest(name, ATTACKS)}; valid: "
-                       f"{', '.join(sorted(ATTACKS))}")
+        if name not in valid:
+            pf.problem(f"unknown attack '{name}'{nearest(name, valid)}; valid: "
+                       f"{', '.join(valid)}")
     if not names:
         pf.problem("--attacks is empty; name at least one attack")
+    check_device(pf, options["device"])
+    info = check_model(pf, model, where="MODEL")
+    if any(n in ATTACKS for n in names):
+        _check_extraction(pf, model, info, data, options)
+    plan = None
+    if any(n in RECOVERY_ATTACKS for n in names):
+        plan = check_recovery(pf, model, info, data, names, options)
+    check_output_dir(pf, out, overwrite=overwrite, where="--out")
+    return pf.finish(), plan
+
+
+def _same_vocab(pf: Preflight, info, other, *, model: str, spec: str, where: str, why: str):
+    if info and other and info.tokenizer is not None and other.tokenizer is not None \
+            and info.tokenizer.get_vocab() != other.tokenizer.get_vocab():
+        pf.problem(f"{where} {spec} has a different tokenizer from {model}; {why}")
+
+
+def parse_new_tokens(value: str) -> int | None:
+    """--new-tokens: a positive integer, or 'answer' (None: as many tokens as the answer)."""
+    if str(value).strip().lower() == "answer":
+        return None
+    if not str(value).strip().isdigit() or int(value) < 1:
+        raise LetheError(f"--new-tokens must be a positive integer or 'answer', got {value!r}")
+    return int(value)
+
+
+def _check_extraction(pf: Preflight, model, info, data, o: dict) -> None:
+    """--layers, the facts split (and the optional random facts), --base."""
     from lethe.cli import int_list
 
-    pf.run("", int_list, layers, "--layers")
+    pf.run("", int_list, o["layers"], "--layers")
+    pf.run("", parse_new_tokens, o["new_tokens"])
     fields = ("subject", "prompt", "target_true")
-    check_table(pf, data, config="facts", split=split, text=fields, where="--data")
+    check_table(pf, data, config="facts", split=o["split"], text=fields, where="--data")
+    base = o["base"]
     if base:
         try:  # optional: without random facts the Δ-accuracy on them is skipped
             from lethe.loading import load_table
 
-            load_table(data, config="facts", split=retain_split, columns=fields)
-            pf.ok(f"--data: {data} facts/{retain_split} (random facts for Δ-accuracy)")
+            load_table(data, config="facts", split=o["retain_split"], columns=fields)
+            pf.ok(f"--data: {data} facts/{o['retain_split']} (random facts for Δ-accuracy)")
         except LetheError as err:
             pf.ok(f"--data: no random facts for Δ-accuracy ({err}); skipped")
-    check_device(pf, device)
-    info = check_model(pf, model, where="MODEL")
-    base_info = check_model(pf, base, where="--base") if base else None
-    if info and base_info and info.tokenizer is not None and base_info.tokenizer is not None \
-            and info.tokenizer.get_vocab() != base_info.tokenizer.get_vocab():
-        pf.problem(f"--base {base} has a different tokenizer from {model}; the rewrite score "
-                   f"compares the same tokens under both models")
-    check_output_dir(pf, out, overwrite=overwrite, where="--out")
-    return pf.finish()
+        _same_vocab(pf, info, check_model(pf, base, where="--base"), model=model, spec=base,
+                    where="--base", why="the rewrite score compares the same tokens under "
+                                        "both models")
+
+
+def check_recovery(pf: Preflight, model, info, data, names: list[str], o: dict):
+    """--target and its tokenizer, the plan (slices, bits, metrics), every MUSE table the
+    metrics read, the size of each relearning slice. Returns the RecoveryPlan (or None)."""
+    from eval.muse.registry import metrics as registered
+    from unlearn.robustness import DEFAULT_METRICS, build_plan
+
+    target = o["target"]
+    if not target:
+        pf.problem("relearn and quantize measure recovery toward the model before unlearning: "
+                   "give it with --target MODEL")
+    else:
+        _same_vocab(pf, info, check_model(pf, target, where="--target"), model=model,
+                    spec=target, where="--target", why="recovery compares the same texts "
+                                                        "scored by both models")
+    relearn = dict(texts=o["relearn_texts"], steps=o["relearn_steps"],
+                   learning_rate=o["relearn_lr"], batch_size=o["relearn_batch_size"],
+                   lora=o["relearn_lora"], retain_split=o["relearn_retain_split"],
+                   seed=o["seed"])
+    quant = dict(group_size=o["group_size"], scheme=o["quant_scheme"],
+                 backend=o["quant_backend"])
+    plan = pf.run("", build_plan, names, relearn_on=o["relearn_on"], relearn=relearn,
+                  bits=o["bits"], quant=quant, metrics=o["metrics"] or DEFAULT_METRICS)
+    if plan is None:
+        return None
+    for name in plan.metrics:
+        for sp in registered()[name].splits:
+            check_table(pf, data, config=sp.config, split=sp.split, text=sp.columns,
+                        where=f"--data ({name})")
+    _check_relearn(pf, plan, data, info)
+    if any(q.backend == "bnb" for q in plan.quantize):
+        from eval.attacks.quantize import bnb_problem
+
+        problem = bnb_problem()
+        pf.problem(f"--quant-backend bnb: {problem}") if problem else \
+            pf.ok("--quant-backend bnb: bitsandbytes and a CUDA GPU found")
+    return plan
+
+
+def _check_relearn(pf: Preflight, plan, data, info) -> None:
+    """Each slice's split exists and is large enough; LoRA's modules exist in MODEL."""
+    from unlearn.relearn import slice_size
+
+    for spec in plan.relearn:
+        n_forget = check_table(pf, data, config=spec.config, split=spec.forget_split,
+                               text=("text",), where=f"--data ({spec.label})")
+        n_split = n_forget if spec.on == "forget" else check_table(
+            pf, data, config=spec.config, split=spec.split, text=("text",),
+            where=f"--data ({spec.label})")
+        if n_forget is not None and n_split is not None and \
+                pf.run("", slice_size, spec, n_forget, n_split) is not None:
+            pf.ok(f"{spec.label}: {slice_size(spec, n_forget, n_split)} texts of "
+                  f"{spec.config}/{spec.split}, {spec.steps} steps")
+        if spec.lora and info is not None and info.config is not None:
+            from lethe.trainer import LoraSection, lora_config
+
+            model = skeleton(info.config, info.task)
+            if model is not None:
+                pf.run("--relearn-lora", lora_config, model, LoraSection())
