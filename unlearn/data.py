@@ -2,13 +2,17 @@
 
 - `tokenize_texts` cuts each text into chunks of at most `max_length` tokens (BOS/EOS as the
   tokenizer adds them, plus EOS at the end of a document so models learn where texts stop).
+- `qa_examples` makes question-answer pairs (TOFU-style data, `SplitRef.prompt_field`) into
+  examples whose `prompt_len` leading tokens are not trained on: the loss sees the answer only,
+  as open-unlearning trains on TOFU.
 - `LMCollator` pads a list of examples into `input_ids`, `attention_mask`, `labels` (-100 on
-  padding) and passes any other per-example tensors/floats through (e.g. cached reference
-  log-probs, `ref_logp`).
-- `PairedDataset` yields `{"forget": ex_f, "retain": ex_r}`; one epoch = one pass over the
-  forget set, retain examples cycle with a seeded permutation (MUSE/open-unlearning pair each
-  forget example with a retain example the same way).
-- `PairedCollator` collates both sides with `LMCollator`.
+  padding and on each example's first `prompt_len` tokens) and passes any other per-example
+  tensors/floats through (e.g. cached reference log-probs, `ref_logp`).
+- `PairedDataset` yields `{"forget": ex_f, "retain": ex_r}` (plus `"alternate": ex_a`, the
+  preferred response to the same prompt, for preference methods: DPO, IdkDPO, AltPO); one
+  epoch = one pass over the forget set, retain examples cycle with a seeded permutation
+  (MUSE/open-unlearning pair each forget example with a retain example the same way).
+- `PairedCollator` collates every side with `LMCollator`.
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ class LMCollator:
     def __call__(self, examples: list[dict]) -> dict:
         ids, mask = pad_right([e["input_ids"] for e in examples], self.pad_token_id)  # (B, T)
         labels = ids.masked_fill(mask == 0, -100)  # (B, T)
+        for row, e in enumerate(examples):  # prompts are read, never trained on
+            labels[row, :e.get("prompt_len", 0)] = -100
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         for key in examples[0]:
-            if key != "input_ids":
+            if key not in ("input_ids", "prompt_len"):
                 batch[key] = torch.as_tensor([e[key] for e in examples])
         return batch
 
@@ -114,12 +120,18 @@ class TextDataset(Dataset):
 
 
 class PairedDataset(Dataset):
-    """Item i = (forget example i, a retain example); length = len(forget)."""
+    """Item i = (forget example i, a retain example); length = len(forget).
 
-    def __init__(self, forget: list[dict], retain: list[dict] | None, seed: int = 0):
+    `alternate` (optional, aligned with `forget`): the preferred response to forget example i's
+    prompt (preference methods), served as item["alternate"]."""
+
+    def __init__(self, forget: list[dict], retain: list[dict] | None, seed: int = 0,
+                 alternate: list[dict] | None = None):
         if not forget:
             raise ValueError("the forget set is empty")
-        self.forget, self.retain = forget, retain or []
+        if alternate is not None and len(alternate) != len(forget):
+            raise ValueError(f"{len(alternate)} alternates for {len(forget)} forget examples")
+        self.forget, self.retain, self.alternate = forget, retain or [], alternate
         order = list(range(len(self.retain)))
         random.Random(seed).shuffle(order)
         self.retain_order = order
@@ -129,9 +141,14 @@ class PairedDataset(Dataset):
 
     def __getitem__(self, i):
         item = {"forget": self.forget[i]}
+        if self.alternate is not None:
+            item["alternate"] = self.alternate[i]
         if self.retain:
             item["retain"] = self.retain[self.retain_order[i % len(self.retain)]]
         return item
+
+
+SIDES = ("forget", "alternate", "retain")  # the parts a batch may have
 
 
 @dataclass
@@ -140,7 +157,4 @@ class PairedCollator:
 
     def __call__(self, items: list[dict]) -> dict:
         collate = LMCollator(self.pad_token_id)
-        batch = {"forget": collate([it["forget"] for it in items])}
-        if "retain" in items[0]:
-            batch["retain"] = collate([it["retain"] for it in items])
-        return batch
+        return {side: collate([it[side] for it in items]) for side in SIDES if side in items[0]}
