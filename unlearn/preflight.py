@@ -210,7 +210,7 @@ def check_unlearning_data(pf: Preflight, recipe: UnlearnRecipe, gen: Generated |
     d = recipe.data
     refs = list(recipe.requests.forget or (d.forget,)) + ([d.retain] if d.retain else [])
     for ref in refs:
-        _table(pf, gen, d.source, ref.config, ref.split, (ref.field,), where=where,
+        _table(pf, gen, d.source, ref.config, ref.split, ref.fields, where=where,
                revision=d.revision)
     method = get_method(recipe.method.name)
     if method.reads is not None:
