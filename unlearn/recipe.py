@@ -24,6 +24,9 @@ class WorldSection:
     dir: str = "runs/demo/world"  # where the world lives (MUSE layout, see docs/world.md)
     seed: int = 0  # generator seed: same seed + size → byte-identical files
     size: Literal["tiny", "demo", "large"] = "demo"  # tiny = tests, demo = CPU, large = GPU
+    # Also write the same world in TOFU's layout here (`unlearn world --format tofu`): QA
+    # tables for `unlearn eval --benchmark tofu` and for methods trained on QA (DPO, AltPO)
+    tofu_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -92,16 +92,22 @@ class Split:
     split: str
     columns: tuple[str, ...]
     limited: bool = True  # whether --limit applies (not to in-context example pools)
+    lists: tuple[str, ...] = ()  # those of `columns` holding lists of strings (TOFU's)
 
     @property
     def key(self) -> str:
         return f"{self.config}/{self.split}"
 
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The columns that hold one string per row (the preflight checks their type)."""
+        return tuple(c for c in self.columns if c not in self.lists)
+
     def resolved(self, settings: "SuiteSettings") -> "Split":
         """This split with `{forget}` / `{holdout}` filled in from `settings`."""
         fill = {"forget": settings.forget_split, "holdout": settings.holdout_split}
         return Split(self.config.format(**fill), self.split.format(**fill), self.columns,
-                     self.limited)
+                     self.limited, self.lists)
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
                     settings: SuiteSettings | None = None, batch_size: int | None = None,
                     out_dir: str | Path | None = None, protocol: str | None = None,
                     data_revision: str | None = None, benchmark: str = "muse",
-                    mia_reference: ModelEntry | tuple | None = None) -> dict:
+                    mia_reference: ModelEntry | tuple | None = None, harness=None) -> dict:
     """Evaluate `models` (plus `target` and `retrain`, if given) on the benchmark `data`.
 
     `retrain` is a model evaluated as a row whose Min-K% AUC becomes PrivLeak's reference (and
@@ -226,7 +226,9 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
     reference given directly (a number in (0, 1], "muse-news", "muse-books"); give at most
     one. `protocol` ("scal" | "sust") marks `models` as the checkpoints of forget_1..N in
     order. `benchmark` picks the default metrics (muse | tofu). `mia_reference`: a model kept
-    loaded for the whole run, the `ref` MIA score's reference. With `out_dir`,
+    loaded for the whole run, the `ref` MIA score's reference. `harness`: an
+    `eval.lm_harness.HarnessSettings`; each model also runs those lm-evaluation-harness tasks
+    (row["lm_eval"]). With `out_dir`,
     results.json/.md/.png are (re)written after every model, so an interrupted run keeps what
     it finished. Returns the results dict.
     """
@@ -249,24 +251,38 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
     results = _results_skeleton(names, settings, data_info, reference)
     results["protocol"] = {"name": protocol, "steps": steps} if protocol else None
     results["benchmark"] = benchmark
-    with _reference_lm(mia_reference, settings) as ref_lm:
-        if ref_lm is not None:
+    extra = {"harness": _harness(harness, results)}
+    with _reference_lm(mia_reference, settings) as extra["mia_reference"]:
+        if extra["mia_reference"] is not None:
             results["mia_reference"] = as_entry(mia_reference).identity
-        _evaluate_rows(rows, names, tables, settings, reference, ref_lm, results, out_dir)
+        _evaluate_rows(rows, names, tables, settings, reference, extra, results, out_dir)
     results["complete"] = True
     _write(results, out_dir)
     return results
 
 
-def _evaluate_rows(rows, names, tables, settings, reference, ref_lm, results, out_dir):
+def _harness(harness, results: dict):
+    """(settings, task manager) of the lm-evaluation-harness tasks, checked before any model
+    is loaded, or None."""
+    if harness is None:
+        return None
+    from eval.lm_harness import task_manager
+
+    results["lm_eval"] = asdict(harness)
+    return harness, task_manager(harness)
+
+
+def _evaluate_rows(rows, names, tables, settings, reference, extra, results, out_dir):
     """Every row in evaluation order (the retrain model first: PrivLeak's AUC and TOFU's
     forget quality of every other model need its scores); the report after each."""
     done, retrain_scores = {}, None
     for entry in rows.evaluation_order():
         own = entry is rows.retrain
         ctx = {"reference": "self" if own else reference,
-               "retrain": "self" if own else retrain_scores, "mia_reference": ref_lm}
-        done[entry.label], scores = _evaluate_one(entry, names, tables, settings, ctx)
+               "retrain": "self" if own else retrain_scores,
+               "mia_reference": extra["mia_reference"]}
+        done[entry.label], scores = _evaluate_one(entry, names, tables, settings, ctx,
+                                                  extra["harness"])
         if own:
             retrain_scores = scores
             if "privleak" in scores:
@@ -347,7 +363,7 @@ def _reference_info(ref: RetrainReference | None) -> dict | None:
 
 
 def _evaluate_one(entry: ModelEntry, names: list[str], tables, settings: SuiteSettings,
-                  context: dict) -> tuple[dict, dict]:
+                  context: dict, harness=None) -> tuple[dict, dict]:
     """The report row of one model, and its `Score` objects by metric name."""
     scores = {}
     row = {"label": entry.label, "role": entry.role, "identity": entry.identity, "scores": {},
@@ -364,6 +380,12 @@ def _evaluate_one(entry: ModelEntry, names: list[str], tables, settings: SuiteSe
             log.info("  %s %s = %s [%s, %s] (%.1fs)", entry.label, registered()[name].title,
                      _short(score.value), _short(score.ci_low), _short(score.ci_high),
                      row["seconds"][name])
+        if harness is not None:  # the loaded model, handed to lm-evaluation-harness
+            from eval.lm_harness import run_harness
+
+            start = time.perf_counter()
+            row["lm_eval"] = run_harness(model, tokenizer, *harness)
+            row["seconds"]["lm_eval"] = round(time.perf_counter() - start, 3)
     return row, scores
 
 

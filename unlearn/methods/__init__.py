@@ -84,7 +84,8 @@ class Method:
     prepare: Callable | None = None
     # Tables the method reads beyond each request's text field, for the preflight to check
     # before anything runs: reads(cfg, data_source, forget: SplitRef) -> [(source, config,
-    # split, fields)] (ROME: the facts' fields and its covariance corpus).
+    # split, text fields[, fields of any type])] (ROME: the facts' fields and its covariance
+    # corpus; AltPO: the alternate answers, a list per row).
     reads: Callable | None = None
     needs_alternate: bool = False  # batches carry an "alternate" side (preference methods)
     # Per-request mutable state for the loss: state(cfg) -> object, passed as loss(..., state=)

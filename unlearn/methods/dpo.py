@@ -60,11 +60,12 @@ def dpo_objective(model, batch, cfg, ref) -> tuple[torch.Tensor, dict]:
 
 
 def alternate_reads(cfg, data_source, forget):
-    """The alternate column the preflight checks (none for the bundled idk set)."""
+    """The alternate column the preflight checks (none for the bundled idk set); it may hold
+    one string or a list of them per row."""
     from unlearn.alternates import alternate_columns
 
     columns = alternate_columns(cfg)
-    return [(data_source, forget.config, forget.split, columns)] if columns else []
+    return [(data_source, forget.config, forget.split, (), columns)] if columns else []
 
 
 @register("dpo", DPOConfig, needs_ref_logp=True, needs_retain=True, needs_alternate=True,
