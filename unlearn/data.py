@@ -27,20 +27,41 @@ from torch.utils.data import Dataset
 from lethe.lm import pad_right
 
 
+def text_chunks(tokenizer, text: str, max_length: int, add_eos: bool = True) -> list[list[int]]:
+    """One text's token ids cut into chunks of ≤ max_length (1-token chunks dropped)."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+    if add_eos and eos is not None and (not ids or ids[-1] != eos):
+        ids = ids + [eos]
+    chunks = [ids[start:start + max_length] for start in range(0, len(ids), max_length)]
+    return [c for c in chunks if len(c) > 1]  # a 1-token chunk has nothing to predict
+
+
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int,
                    add_eos: bool = True) -> list[dict]:
     """Each text → one or more examples `{"input_ids": list[int]}` of ≤ max_length tokens."""
-    out = []
+    return [{"input_ids": c} for text in texts
+            for c in text_chunks(tokenizer, text, max_length, add_eos)]
+
+
+def qa_example(tokenizer, question: str, answer: str, max_length: int,
+               template: str = "plain") -> dict:
+    """`{"input_ids": prompt + answer (+ EOS), "prompt_len"}`: the pair as the TOFU metrics read
+    it (eval.tofu.qa.qa_ids), cut to max_length; only the answer (and EOS) is trained on."""
+    from eval.tofu.qa import qa_ids
+
+    pair = qa_ids(tokenizer, question, answer, template)
+    ids = pair.prompt + pair.answer
     eos = tokenizer.eos_token_id
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-        if add_eos and eos is not None and (not ids or ids[-1] != eos):
-            ids = ids + [eos]
-        for start in range(0, len(ids), max_length):
-            chunk = ids[start:start + max_length]
-            if len(chunk) > 1:  # a 1-token chunk has nothing to predict
-                out.append({"input_ids": chunk})
-    return out
+    if eos is not None and ids[-1] != eos:  # models learn where the answer stops
+        ids = ids + [eos]
+    return {"input_ids": ids[:max_length], "prompt_len": min(len(pair.prompt), max_length - 1)}
+
+
+def qa_examples(tokenizer, questions: Sequence[str], answers: Sequence[str], max_length: int,
+                template: str = "plain") -> list[dict]:
+    """`qa_example` of every (question, answer) pair, in order."""
+    return [qa_example(tokenizer, q, a, max_length, template) for q, a in zip(questions, answers)]
 
 
 @dataclass

@@ -35,6 +35,16 @@ def test_aggregates_by_hand():
     assert S.forget_quality([1, 2, 3], [1, 2, 3])[0] == pytest.approx(1.0)
     p, d = S.forget_quality([1, 2, 3, 4], [5, 6, 7, 8])
     assert d == 1.0 and p == pytest.approx(2 / 70)
+    assert S.AnswerStats(0.5, hits).prob == pytest.approx(math.exp(-0.5))
+
+
+def test_rouge_recall_is_stemmed():
+    from eval.rouge import rouge_l_recall, rouge_l_recall_stemmed
+
+    # stems: the cat were run / cat run → LCS 2 of 4 reference tokens; unstemmed: no overlap
+    assert rouge_l_recall_stemmed("The cats were running", "cat run") == pytest.approx(0.5)
+    assert rouge_l_recall("The cats were running", "cat run") == 0.0
+    assert rouge_l_recall_stemmed("born in 1807", "He was born in 1807.") == 1.0
 
 
 def test_answer_stats_match_a_manual_forward(target_model, tokenizer, world):
@@ -143,3 +153,30 @@ def test_cli_benchmark_tofu(tmp_path, monkeypatch, capsys, saved_models, world):
     assert code == 0, err
     assert "# TOFU evaluation" in stdout and "EM_f ↓" in stdout
     assert (out / "results.png").stat().st_size > 1000  # FQ on a log axis
+
+
+def test_qa_training_examples_mask_the_prompt_and_pair_alternates(tokenizer, world):
+    # unlearn trains on TOFU-layout QA (SplitRef.prompt_field) with the ids the metrics score
+    from unlearn.alternates import idk_answers, paired_examples
+    from unlearn.data import LMCollator, qa_example
+    from unlearn.methods.altpo import AltPOConfig
+    from unlearn.methods.dpo import DPOConfig
+
+    row = world["knowmem"]["forget_qa"][0]
+    pair = qa_ids(tokenizer, row["question"], row["answer"])
+    ex = qa_example(tokenizer, row["question"], row["answer"], 256)
+    eos = tokenizer.eos_token_id
+    assert ex == {"input_ids": pair.prompt + pair.answer + [eos], "prompt_len": len(pair.prompt)}
+    labels = LMCollator(0)([ex])["labels"][0].tolist()
+    assert labels == [-100] * len(pair.prompt) + pair.answer + [eos]
+    rows = [{**row, "alternate": ["Porto", "Ghent", "Oslo"]}]
+    forget, alt = paired_examples(tokenizer, rows, "answer", "question",
+                                  AltPOConfig(n_alternates=2), 256)
+    assert forget == [ex, ex]  # one pair per alternate, the first n_alternates of the column
+    assert alt == [qa_example(tokenizer, row["question"], a, 256) for a in ("Porto", "Ghent")]
+    # raw text: each chunk gets a whole bundled "I don't know" text as its alternate
+    forget, alt = paired_examples(tokenizer, [{"text": "Lisbon is far."}], "text", None,
+                                  DPOConfig(), 256)
+    assert len(forget) == len(alt) == 1
+    text = tokenizer.decode(alt[0]["input_ids"], skip_special_tokens=True).strip()
+    assert text in {a.strip() for a in idk_answers()}
