@@ -17,7 +17,7 @@ beside their registration (`eval.muse.registry.Metric.splits`), so this asks the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -34,11 +34,15 @@ class Generated:
     """Data the command will write itself, built in memory so it is checked first."""
 
     dir: Path  # where it will be written
-    tables: dict  # config -> split -> rows
+    tables: dict | None  # config -> split -> rows (None: `dir` exists, read it from disk)
     hint: Callable[[str, str], str]  # (config, split) -> how to fill that split
+    more: dict = field(default_factory=dict)  # other directory -> its tables (TOFU layout)
 
     def rows_for(self, source: str) -> dict | None:
-        return self.tables if Path(source).absolute() == self.dir.absolute() else None
+        where = Path(source).absolute()
+        if where == self.dir.absolute() and self.tables is not None:
+            return self.tables
+        return next((t for d, t in self.more.items() if Path(d).absolute() == where), None)
 
 
 def generated_data(pf: Preflight, recipe: UnlearnRecipe) -> Generated | None:
@@ -59,27 +63,45 @@ def generated_data(pf: Preflight, recipe: UnlearnRecipe) -> Generated | None:
             Generated(out, data, lambda config, split: setting_for(section, config, split))
     if recipe.world is None:
         return None
+    return _generated_world(pf, recipe.world)
+
+
+def _generated_world(pf: Preflight, w) -> Generated | None:
+    """The world (and its TOFU layout, `world.tofu_dir`) that will be generated, in memory."""
     from unlearn.prepare import check_world_matches
     from unlearn.world import WorldSpec, generate_world
 
-    w = recipe.world
-    out, spec = Path(w.dir), WorldSpec(seed=w.seed, size=w.size)
-    if (out / "world.json").is_file():
-        pf.run("world", check_world_matches, out, spec)
+    spec = WorldSpec(seed=w.seed, size=w.size)
+    missing = {}
+    for out, fmt, what in [(Path(w.dir), "muse", "world.dir")] + (
+            [(Path(w.tofu_dir), "tofu", "world.tofu_dir")] if w.tofu_dir else []):
+        if (out / "world.json").is_file():
+            pf.run("world", check_world_matches, out, spec, fmt)
+            continue
+        if out.is_dir() and any(out.iterdir()):
+            pf.problem(f"{what} {out} is not empty and holds no world.json; remove it or "
+                       f"choose another {what}")
+        missing[fmt] = out
+    if not missing:
         return None
-    if out.is_dir() and any(out.iterdir()):
-        pf.problem(f"world.dir {out} is not empty and holds no world.json; remove it or choose "
-                   f"another world.dir")
     world = pf.run("world", generate_world, spec)
-    return None if world is None else Generated(
-        out, world.data, lambda config, split: f"a larger world.size (now {w.size})")
+    if world is None:
+        return None
+    tables = {}
+    if "tofu" in missing:
+        from unlearn.world_tofu import tofu_tables
+
+        tables[missing["tofu"]] = pf.run("world.tofu_dir", tofu_tables, world) or {}
+    return Generated(missing.get("muse", Path(w.dir)),
+                     world.data if "muse" in missing else None,
+                     lambda config, split: f"a larger world.size (now {w.size})", more=tables)
 
 
 def _table(pf: Preflight, gen: Generated | None, source: str, config, split, fields, *,
-           where: str, revision=None) -> int | None:
+           where: str, revision=None, columns=()) -> int | None:
     rows = gen.rows_for(source) if gen else None
     return check_table(pf, source, config=config, split=split, text=tuple(fields),
-                       revision=revision, where=where, memory=rows,
+                       columns=tuple(columns), revision=revision, where=where, memory=rows,
                        hint=gen.hint(config, split) if rows is not None else "")
 
 
@@ -210,14 +232,15 @@ def check_unlearning_data(pf: Preflight, recipe: UnlearnRecipe, gen: Generated |
     d = recipe.data
     refs = list(recipe.requests.forget or (d.forget,)) + ([d.retain] if d.retain else [])
     for ref in refs:
-        _table(pf, gen, d.source, ref.config, ref.split, (ref.field,), where=where,
+        _table(pf, gen, d.source, ref.config, ref.split, ref.fields, where=where,
                revision=d.revision)
     method = get_method(recipe.method.name)
     if method.reads is not None:
         for ref in recipe.requests.forget or (d.forget,):
-            for source, config, split, fields in method.reads(recipe.method, d.source, ref):
-                _table(pf, gen, source, config, split, fields,
-                       where=f"method {method.name}", revision=d.revision)
+            for source, config, split, fields, *lists in method.reads(recipe.method,
+                                                                       d.source, ref):
+                _table(pf, gen, source, config, split, fields, where=f"method {method.name}",
+                       revision=d.revision, columns=lists[0] if lists else ())
 
 
 def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
@@ -235,9 +258,14 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
     # empty list means MUSE's defaults, privleak only with a reference (as the suite does)
     asked = list(recipe.eval.metrics)
     names = pf.run("eval.metrics", resolve_metrics, asked,
-                   have_reference=has_reference or bool(asked))
+                   have_reference=has_reference or bool(asked),
+                   have_retrain_model=retrain is not None or bool(asked))
     if not names:
         return
+    needing = [n for n in names if registered()[n].needs_retrain_model]
+    if needing and retrain is None:
+        pf.problem(f"eval.metrics: {needing[0]} compares with the retrain model's own scores: "
+                   f"set model.retrain (or a prepare: section), or remove {needing[0]}")
     needing = [n for n in names if registered()[n].needs_reference]
     if needing and not has_reference:
         pf.problem(f"eval.metrics: {needing[0]} needs a retrain reference: set model.retrain "
@@ -253,8 +281,9 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
     source = recipe.eval.data or recipe.data.source
     for name in names:
         for sp in registered()[name].splits:
-            _table(pf, gen, source, sp.config, sp.split, sp.columns, where=f"eval ({name})",
-                   revision=recipe.data.revision)
+            sp = sp.resolved(SuiteSettings())  # the settings evaluate_run evaluates with
+            _table(pf, gen, source, sp.config, sp.split, sp.text_columns, where=f"eval ({name})",
+                   revision=recipe.data.revision, columns=sp.lists)
     configs = {r.config for r in recipe.requests.forget}
     if n_variants == 1 and len(configs) == 1 and configs <= {"scal", "sust"}:
         proto = next(iter(configs))  # evaluate_run tabulates {proto}/forget_1..N
@@ -325,17 +354,18 @@ class EvalPlan:
     reference: object  # eval.muse.privleak.RetrainReference from --retrain-auc, or None
     settings: object  # eval.muse.SuiteSettings
     out: Path  # the output directory
+    harness: object = None  # eval.lm_harness.HarnessSettings of --lm-eval, or None
 
 
 def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain_auc, target,
                    protocol, metrics, out: Callable[[list], Path], overwrite, settings: dict,
-                   revision, data_revision, device) -> tuple[Preflight, EvalPlan]:
+                   revision, data_revision, device, benchmark: str = "muse",
+                   mia_reference=None, harness=None) -> tuple[Preflight, EvalPlan]:
     """Every name, reference, table, model and the output directory `unlearn eval` uses.
     `labels()` gives the row labels; `out(labels)` the output directory."""
     from eval.muse import SuiteSettings, resolve_metrics
     from eval.muse.privleak import resolve_retrain_auc
     from eval.muse.protocols import protocol_steps
-    from eval.muse.registry import metrics as registered
 
     pf = Preflight("unlearn eval")
     labels = pf.run("--labels", labels) or []
@@ -345,26 +375,50 @@ def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain
     reference = pf.run("", resolve_retrain_auc, retrain_auc, k=settings["min_k"]) \
         if retrain_auc is not None else None
     chosen = pf.run("", resolve_metrics, metrics,
-                    have_reference=bool(retrain) or retrain_auc is not None) or []
+                    have_reference=bool(retrain) or retrain_auc is not None,
+                    have_retrain_model=bool(retrain), benchmark=benchmark) or []
     extra = [role for role, spec in (("target", target), ("retrain", retrain)) if spec]
     if labels and len(set(labels + extra)) < len(labels) + len(extra):
         pf.problem(f"labels must be unique and 'target'/'retrain' are taken by --target/"
                    f"--retrain; got {', '.join(labels + extra)}")
-    for name in chosen:
-        for sp in registered()[name].splits:
-            check_table(pf, data, config=sp.config, split=sp.split, text=sp.columns,
-                        revision=data_revision, where=f"--data ({name})")
+    check_eval_tables(pf, data, chosen, suite or SuiteSettings(), data_revision)
     if protocol and labels:
         if pf.run("--protocol", protocol_steps, protocol, data, labels, revision=data_revision):
             pf.ok(f"--protocol {protocol}: {protocol}/forget_1..{len(labels)} found")
+    check_mia_and_harness(pf, suite, chosen, mia_reference, harness)
     check_device(pf, device)
-    for spec, where in [(m, f"MODEL {m}") for m in models] + [(retrain, "--retrain"),
-                                                             (target, "--target")]:
+    for spec, where in [(m, f"MODEL {m}") for m in models] + [
+            (retrain, "--retrain"), (target, "--target"), (mia_reference, "--reference")]:
         if spec:
             check_model(pf, spec, where=where, revision=revision)
     out = Path(out(labels or ["eval"]))
     check_output_dir(pf, out, overwrite=overwrite, where="--out")
-    return pf.finish(), EvalPlan(labels, chosen, reference, suite, out)
+    return pf.finish(), EvalPlan(labels, chosen, reference, suite, out, harness)
+
+
+def check_eval_tables(pf: Preflight, data, names, suite, revision) -> None:
+    """Every table the chosen metrics declare (TOFU's {forget} resolved by the settings)."""
+    from eval.muse.registry import metrics as registered
+
+    for name in names:
+        for sp in registered()[name].splits:
+            sp = sp.resolved(suite)
+            check_table(pf, data, config=sp.config, split=sp.split, text=sp.text_columns,
+                        columns=sp.lists, revision=revision, where=f"--data ({name})")
+
+
+def check_mia_and_harness(pf: Preflight, suite, chosen, mia_reference, harness) -> None:
+    """--mia against --reference; --lm-eval's package and task names."""
+    if suite is not None and "ref" in (suite.mia or ()) and not mia_reference:
+        pf.problem("--mia ref needs a reference model: pass --reference MODEL")
+    if mia_reference and "privleak" not in chosen:
+        pf.problem("--reference is the `ref` MIA score's model, which only privleak reports; "
+                   "add privleak to --metrics or drop --reference")
+    if harness is not None:
+        from eval.lm_harness import task_manager
+
+        if pf.run("--lm-eval", task_manager, harness) is not None:
+            pf.ok(f"--lm-eval: tasks {', '.join(harness.tasks)} found")
 
 
 def preflight_attack(model, *, data, attacks, out, overwrite, options: dict):

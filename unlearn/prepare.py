@@ -32,27 +32,36 @@ SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 
 
 def ensure_world(world: WorldSection, overwrite: bool = False) -> Path:
-    """Generate the benchmark world unless `world.dir` already holds one."""
+    """Generate the benchmark world unless `world.dir` already holds one (and its TOFU layout
+    in `world.tofu_dir`, when set, unless that holds one)."""
     from unlearn.world import WorldSpec, generate_world, write_world
+    from unlearn.world_tofu import write_tofu
 
-    out = Path(world.dir)
     spec = WorldSpec(seed=world.seed, size=world.size)
-    if (out / "world.json").is_file() and not overwrite:
-        check_world_matches(out, spec)
-        log.info("world exists: %s", out)
-        return out
-    with output_lock(out, what="world.dir"):  # two runs sharing a world generate it once
+    outputs = [(Path(world.dir), "muse", "world.dir", write_world)]
+    if world.tofu_dir:
+        outputs.append((Path(world.tofu_dir), "tofu", "world.tofu_dir", write_tofu))
+    generated = None
+    for out, fmt, what, write in outputs:
         if (out / "world.json").is_file() and not overwrite:
-            check_world_matches(out, spec)
-            return out
-        log.info("generating the %s world (seed %d) in %s", world.size, world.seed, out)
-        write_world(generate_world(spec), out, overwrite=overwrite)
-    return out
+            check_world_matches(out, spec, fmt)
+            log.info("world exists: %s", out)
+            continue
+        with output_lock(out, what=what):  # two runs sharing a world generate it once
+            if (out / "world.json").is_file() and not overwrite:
+                check_world_matches(out, spec, fmt)
+                continue
+            log.info("generating the %s world (seed %d, %s layout) in %s", world.size,
+                     world.seed, fmt, out)
+            generated = generated or generate_world(spec)
+            write(generated, out, overwrite=overwrite)
+    return Path(world.dir)
 
 
-def check_world_matches(out: Path, spec) -> None:
+def check_world_matches(out: Path, spec, fmt: str = "muse") -> None:
     """Refuse a world directory generated with other settings (an older generator version,
-    another size table, seed or size): models prepared on it would not match the recipe."""
+    another size table, seed, size or layout): models prepared on it would not match the
+    recipe."""
     import json
     from dataclasses import asdict
 
@@ -63,8 +72,9 @@ def check_world_matches(out: Path, spec) -> None:
     except (OSError, ValueError) as err:
         raise LetheError(f"cannot read {out / 'world.json'} ({err}); delete {out} to "
                          f"regenerate the world") from None
+    meta.setdefault("format", "muse")  # worlds written before the TOFU layout existed
     want = {"generator": GENERATOR, "version": VERSION, "seed": spec.seed, "size": spec.size,
-            "sizes": asdict(SIZES[spec.size]) if spec.size in SIZES else None}
+            "sizes": asdict(SIZES[spec.size]) if spec.size in SIZES else None, "format": fmt}
     diff = [k for k, v in want.items() if meta.get(k) != v]
     if diff:
         raise LetheError(

@@ -77,8 +77,8 @@ def test_model_dir_without_tokenizer(monkeypatch, capsys, world_dir, saved_model
 def test_unknown_metric_lists_valid_ones(monkeypatch, capsys, world_dir, saved_models):
     code, _, err = unlearn(monkeypatch, capsys, saved_models["target"], "--data", world_dir,
                            "--metrics", "verbmem_f,rouge")
-    assert_one_line_error(code, err, "unknown metric(s) rouge",
-                          "knowmem_f, knowmem_r, privleak, verbmem_f")
+    assert_one_line_error(code, err, "unknown metric(s) rouge", "knowmem_f, knowmem_r, ",
+                          "privleak, ", "forget_quality, ", "verbmem_f")
 
 
 def test_privleak_without_a_retrain_reference(monkeypatch, capsys, world_dir, saved_models):
