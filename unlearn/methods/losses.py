@@ -151,6 +151,7 @@ def muse_code_retain_kl(model, ref, part: dict) -> torch.Tensor:
     logits, ref_logits = _logits_and_ref(model, ref, part, "reference_impl muse_code")
     return muse_code_kl(logits, ref_logits, part["attention_mask"])
 
+
 # ---------------------------------------------------------------------------------------------
 # per-token pieces of the 2024-25 methods (UNDIAL, WGA, SatImp, CE-U, PDU)
 
