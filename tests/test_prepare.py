@@ -245,3 +245,26 @@ def test_prepare_lora_saves_merged_plain_checkpoints(tiny_prepared, tmp_path):
     forget = read_texts(f"{tmp_path}/sh", "raw", "forget")
     # 16 steps move the 37k-parameter tiny base ~0.26 nats on Macbeth (seeds 0 and 3)
     assert forget_nll(tmp_path / "m" / "target", forget) < forget_nll(base, forget) - 0.15
+
+
+def test_auto_parallel_fine_tunes_a_base_model_side_by_side_even_when_short(monkeypatch):
+    """`parallel: auto` on 2 CPU cores: a short from-scratch run trains one model after the
+    other (two fresh interpreters would cost more than they save), a fine-tuning of a base
+    model side by side with one thread each (its steps take seconds), never under DeepSpeed."""
+    from dataclasses import replace
+
+    from unlearn import prepare as prep
+
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    section = load_unlearn_recipe("recipes/shakespeare.yaml").prepare
+    scratch = replace(section, base_model=None, lora=None)
+    assert prep._parallel_threads(scratch, 50) == 0
+    assert prep._parallel_threads(scratch, 500) == 1
+    assert prep._parallel_threads(section, 50) == 1
+    assert prep._parallel_threads(replace(section, parallel="never"), 500) == 0
+    assert prep._parallel_threads(replace(section, train={**section.train, "deepspeed": "z.json"}),
+                                  500) == 0
