@@ -213,8 +213,8 @@ def test_killed_prepare_leaves_no_training_process_behind(tiny_prepared, tmp_pat
 def test_prepare_lora_saves_merged_plain_checkpoints(tiny_prepared, tmp_path):
     """`prepare.lora`: fine-tune the base through LoRA adapters, then save target and retrain
     as plain checkpoints with the adapters merged in: no adapter files, the base's parameter
-    count, the weights LoRA does not reach (embeddings, norms, k/o projections) bit-identical to the base's, the
-    adapted projections changed, and the target fitted to the forget text."""
+    count, the weights LoRA does not reach (embeddings, norms, k/o projections) bit-identical
+    to the base's, the adapted projections changed, and the target fitted to the forget text."""
     from safetensors.torch import load_file
 
     root, _ = tiny_prepared

@@ -4,8 +4,8 @@ Each seed is the recipe with `seed: S` (model initialisation, data order, unlear
 own output directory `output_dir/seed_S` and, when the recipe prepares its own models, its
 own `prepare.out_dir/seed_S` (paths under prepare.out_dir in `model:` follow) — unless
 `--same-models`: then every seed unlearns the one target prepared in `prepare.out_dir` (by the
-first seed's run), as MUSE evaluates methods on fixed targets, and only unlearning varies. The world is
-shared: its generator seed (`world.seed`) is data, not training. Every seed's inputs are
+first seed's run), as MUSE evaluates methods on fixed targets, and only unlearning varies. The
+world is shared: its generator seed (`world.seed`) is data, not training. Every seed's inputs are
 checked before the first one trains; finished seeds are skipped with `--resume`; the report
 (`eval/muse/seeds.py`) is mean ± sd over the seeds, written to output_dir.
 """
