@@ -44,3 +44,20 @@ def test_mfu_peaks_and_the_doc_section(tmp_path):
     doc.write_text(f"# Several GPUs\n\nkept\n\n{g.SECTION}\n\nold numbers\n")
     g.write_doc(doc, f"{g.SECTION}\n\nnew numbers\n")
     assert doc.read_text() == f"# Several GPUs\n\nkept\n\n{g.SECTION}\n\nnew numbers\n"
+
+
+def test_its_overrides_are_valid_recipes_without_lora(tmp_path, monkeypatch):
+    """What the script runs on a GPU (it cannot run here): the Shakespeare comparison at full
+    size with every LoRA switched off and bf16 on, and harry_potter.yaml on local data."""
+    from unlearn.recipe import expand_variants, load_unlearn_recipe
+
+    monkeypatch.chdir(ROOT)
+    g = load_script()
+    rec = load_unlearn_recipe("recipes/shakespeare_compare.yaml", g.shakespeare_overrides(tmp_path))
+    variants = expand_variants(rec)
+    assert len(variants) == 8 and not rec.prepare.lora.enabled
+    assert all(not v.lora.enabled and v.train["bf16"] for _, v in variants)
+    assert rec.shakespeare.max_forget_chunks == 100000 and rec.prepare.train["bf16"]
+    hp = load_unlearn_recipe("recipes/harry_potter.yaml",
+                             g.muse_books_overrides(tmp_path, tmp_path / "data", "m"))
+    assert hp.data.source == str(tmp_path / "data") and hp.method.name == "npo_gdr"
