@@ -140,14 +140,17 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
                            cfg=cfg, train_fn=train_fn, collator=collator,
                            output_dir=trainer_dir, lora=recipe.lora)
     else:
-        from unlearn.methods.reference import make_reference, precompute_ref_logp
+        from unlearn.methods.reference import cached_ref_logp, make_reference
 
-        if method.needs_ref_logp:  # cached once: no second model, no extra forward per step
+        if method.needs_ref_logp:  # computed once: no second model, no extra forward per step
+            # ... and kept on disk, keyed by the starting weights and the token ids, so every
+            # variant, seed and rerun from the same model on the same data reuses it
             batch_size = int(recipe.train.get("per_device_train_batch_size", 8))
+            model_id = weights_key(start_spec)
 
             def cached(examples):
-                return precompute_ref_logp(model, examples, collator=None, batch_size=batch_size,
-                                           pad_token_id=tokenizer.pad_token_id) \
+                return cached_ref_logp(model, examples, model_id=model_id, batch_size=batch_size,
+                                       pad_token_id=tokenizer.pad_token_id) \
                     if examples else examples
 
             forget, retain, alternate = cached(forget), cached(retain), cached(alternate)
@@ -177,6 +180,23 @@ def method_loss_fn(method: Method, cfg, ref):
         return lambda m, batch: method.loss(m, batch, cfg, ref)
     state = method.state(cfg)
     return lambda m, batch: method.loss(m, batch, cfg, ref, state=state)
+
+
+def weights_key(spec: str) -> str | None:
+    """What identifies a local checkpoint's weights for caches: its content fingerprint plus
+    each weight file's size and modification time (a model prepared again gets a new key even
+    where the sampled bytes agree: a merged LoRA leaves the embeddings, stored first,
+    untouched). None for hub ids (no cache)."""
+    from lethe.loading import resolve_model
+
+    src = resolve_model(spec)
+    if src.kind not in ("dir", "gguf"):
+        return None
+    path = Path(src.path)
+    files = [path] if path.is_file() else sorted(
+        f for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".gguf", ".pt"))
+    stamps = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    return f"{model_identity(spec)['weights_sha256_16']}:{stamps}"
 
 
 def edit_request(recipe: UnlearnRecipe, method: Method, request: Request, start_spec: str,

@@ -149,8 +149,22 @@ def check_prepare(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None, *
 
 
 def _prepare_parameters(pf: Preflight, section) -> tuple[int, int] | None:
+    lora = section.lora is not None and section.lora.enabled
+    if lora and not section.base_model:
+        pf.problem("prepare.lora: LoRA fine-tunes a pretrained model; set prepare.base_model "
+                   "or remove prepare.lora")
+    if lora and section.train.get("deepspeed"):
+        pf.problem("prepare.lora with prepare.train.deepspeed: the adapters are merged on one "
+                   "process before saving; remove one of the two")
     if section.base_model:
         info = check_model(pf, section.base_model, where="prepare.base_model")
+        if lora and info is not None and info.config:
+            from lethe.trainer import lora_config
+
+            model = skeleton(info.config, info.task)
+            if model is not None and pf.run("prepare.lora", lora_config, model, section.lora):
+                pf.ok(f"prepare.lora.target_modules {', '.join(section.lora.target_modules)}: "
+                      f"found")
         return model_bytes(info)
     from transformers import LlamaConfig
 

@@ -49,6 +49,13 @@ class PrepareSection:
     # Fine-tune this pretrained model (spec: hub id, dir, .gguf, alias) instead of training a
     # tokenizer and a fresh Llama of shape `arch` from scratch.
     base_model: str | None = None
+    # Fine-tune `base_model` through LoRA adapters instead of every weight, then merge them
+    # into the weights before saving: target/ and retrain/ stay plain checkpoints that every
+    # method, metric and attack reads like MUSE's targets (its `merge` field is not read:
+    # prepare always merges). On this project's 2-core CPU, SmolLM2-135M trains ~1.4-1.6x
+    # more tokens per CPU-second with LoRA than fully (docs/results.md,
+    # tests/bench/bench_lora_vs_full.py). Needs base_model.
+    lora: LoraSection | None = None
     arch: ArchSection = field(default_factory=ArchSection)
     max_length: int = 256  # tokens per training chunk
     retain_splits: tuple[str, ...] = ("retain1", "retain2")  # raw splits both models see

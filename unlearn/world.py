@@ -756,18 +756,37 @@ def _render(world: World) -> dict[str, str]:
     return files
 
 
+def _fill(world: World, tmp: Path, layout: str) -> None:
+    """Write the world's files into the (new, empty) directory `tmp`."""
+    files = _render(world)
+    if layout != "jsonl":
+        from unlearn.hub_layout import write_hub_files
+
+        write_hub_files(world.data, tmp, layout=layout,
+                        title=f"Lethe benchmark world ({world.metadata['size']}, "
+                              f"seed {world.metadata['seed']})")
+        files = {"world.json": files["world.json"]}
+    for rel, content in files.items():
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8", newline="\n")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def write_world(world: World, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def write_world(world: World, out_dir: str | Path, *, overwrite: bool = False,
+                layout: str = "jsonl") -> Path:
     """Write `world` under `out_dir` (MUSE layout + world.json); returns `out_dir`.
 
-    Refuses a non-empty `out_dir` unless `overwrite`. Files are written into a temporary
-    directory beside `out_dir` that then replaces it, so a failure leaves any earlier output
-    untouched.
+    layout: "jsonl" (`{config}/{split}.jsonl`, with Lethe's `facts`), or a hub layout of
+    `unlearn.hub_layout.LAYOUTS` ("muse" = muse-bench/MUSE-News's parquet files and card,
+    "muse-books"). Refuses a non-empty `out_dir` unless `overwrite`. Files are written into a
+    temporary directory beside `out_dir` that then replaces it, so a failure leaves any
+    earlier output untouched.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -780,10 +799,7 @@ def write_world(world: World, out_dir: str | Path, *, overwrite: bool = False) -
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; give it a normal dir's mode
     old = None
     try:
-        for rel, content in _render(world).items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8", newline="\n")
+        _fill(world, tmp, layout)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "world")  # move the previous output aside, then swap
