@@ -24,3 +24,15 @@ def rouge_l_f1(reference: str, prediction: str) -> float:
 def rouge_l_recall(reference: str, prediction: str) -> float:
     """ROUGE-L recall (LCS length / reference length), kept alongside F1 in the logs."""
     return float(_scorer().score(reference, prediction)["rougeL"].recall)
+
+
+@lru_cache(maxsize=1)
+def _stemmed_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l_recall_stemmed(reference: str, prediction: str) -> float:
+    """ROUGE-L recall with the Porter stemmer, as TOFU and open-unlearning score answers."""
+    return float(_stemmed_scorer().score(reference, prediction)["rougeL"].recall)

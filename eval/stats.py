@@ -101,3 +101,23 @@ def mean_score(values: Sequence[float], *, scale: float = 1.0, confidence: float
     info.update(meta or {})
     return Score(value=float(x.mean()) if len(x) else None, ci_low=lo, ci_high=hi,
                  per_example=x.tolist(), meta=info)
+
+
+def bootstrap_rows_ci(n: int, statistic: Callable, *, confidence: float = CONFIDENCE,
+                      n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Interval of `statistic(idx)` when n aligned rows are resampled together (paired).
+
+    `statistic(idx)` receives an index array of shape (..., n) and returns one value per
+    leading index (vectorised); resampling row indices keeps every model's score of the same
+    row together (e.g. a recovery ratio of three models' means over the same questions).
+    Resamples where the statistic is undefined (NaN) are left out of the percentiles.
+    """
+    idx = np.arange(n)
+    if n < 2:
+        v = float(np.asarray(statistic(idx)))
+        return v, v
+
+    def stat(x, axis=-1):
+        return statistic(x.astype(np.intp))
+
+    return _bootstrap([idx], stat, confidence=confidence, n_resamples=n_resamples, seed=seed)

@@ -345,6 +345,10 @@ class LM:
     def token_scores(self, texts: Sequence[str], batch_size: int = 8, *, moments: bool = True,
                      desc: str | None = None) -> list[TokenScores]:
         """Per-token log-probs (and, with `moments`, the vocabulary mean/std of log p)."""
+        return self.score_ids(self._scoring_ids(texts), batch_size, moments=moments, desc=desc)
+
+    def _scoring_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of `texts`, each cut to `max_length` (with a warning) for scoring."""
         ids = self.encode(texts)
         if self.max_length:
             long = [i for i, x in enumerate(ids) if len(x) > self.max_length]
@@ -352,7 +356,43 @@ class LM:
                 log.warning("%d text(s) longer than %d tokens were truncated for scoring",
                             len(long), self.max_length)
                 ids = [x[:self.max_length] for x in ids]
-        return self.score_ids(ids, batch_size, moments=moments, desc=desc)
+        return ids
+
+    def grad_norms(self, texts: Sequence[str], p: float = 2.0, *,
+                   desc: str | None = None) -> list[float]:
+        """GradNorm of each text: the mean over parameter tensors W of ‖∇_W L‖_p, L the mean
+        next-token NLL of the text (membership inference, eval.attacks.mia `gradnorm`).
+
+        One text per backward pass (per-example gradients), in eval mode (no dropout, so the
+        value is deterministic); `torch.autograd.grad` leaves the parameters' `.grad` untouched
+        and every parameter's `requires_grad` is restored afterwards."""
+        import torch
+        import torch.nn.functional as F
+
+        params = list(self.model.parameters())
+        flags = [q.requires_grad for q in params]
+        was_training = self.model.training
+        out: list[float] = []
+        try:
+            self.model.eval()
+            for q in params:
+                q.requires_grad_(True)
+            with torch.enable_grad(), self._progress(len(texts), desc) as bar:
+                for seq in self._scoring_ids(texts):
+                    if len(seq) < 2:
+                        raise ValueError("no token log-probs (a text needs at least two tokens)")
+                    x = torch.tensor([seq], device=self.device)  # (1, n)
+                    logits = self.model(input_ids=x, use_cache=False).logits[0, :-1]  # (n-1, V)
+                    loss = F.cross_entropy(logits.float(), x[0, 1:])
+                    grads = torch.autograd.grad(loss, params, allow_unused=True)
+                    norms = [g.float().norm(p) for g in grads if g is not None]
+                    out.append(float(torch.stack(norms).mean()))
+                    bar.update(1)
+        finally:
+            for q, flag in zip(params, flags):
+                q.requires_grad_(flag)
+            self.model.train(was_training)
+        return out
 
     def score_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 8, *,
                   moments: bool = False, argmax: bool = False,

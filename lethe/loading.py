@@ -10,7 +10,10 @@ A model *spec* is one string:
 - otherwise a Hugging Face hub id (`org/name`), honouring `HF_HUB_OFFLINE`.
 
 A dataset *source* is a local file (jsonl/json/parquet/csv/tsv/txt), a local directory holding
-`{config}/{split}.{ext}` or `{split}.{ext}`, or a hub id loaded with `datasets.load_dataset`.
+`{config}/{split}.{ext}` or `{split}.{ext}`, a local directory in a hub dataset's layout (a
+README.md whose YAML header lists `configs:`, as `unlearn world --format muse` writes MUSE's),
+or a hub id. The last two are read by `datasets.load_dataset(source, config, split=...)`, the
+same call for both.
 Every failure a user can cause becomes a one-line `LetheError`.
 """
 
@@ -304,7 +307,9 @@ def load_table(source: str, *, config: str | None = None, split: str | None = No
     where = f"{source}" + (f" (config {config})" if config else "") + (f" split {split}" if split
                                                                       else "")
     path = Path(str(source)).expanduser()
-    if path.is_dir():
+    if path.is_dir() and hub_layout(path):  # read exactly as the hub dataset would be
+        ds = _load_hub(str(path), config, split, revision)
+    elif path.is_dir():
         ds = _load_local_dir(path, config, split)
     elif path.is_file():
         ds = _load_local_file(path)
@@ -320,6 +325,19 @@ def load_table(source: str, *, config: str | None = None, split: str | None = No
         raise LetheError(f"dataset {where} is empty")
     del datasets
     return ds
+
+
+def hub_layout(path: str | Path) -> bool:
+    """`path` is a dataset directory laid out like a hub dataset: its README.md starts with a
+    YAML header that declares `configs:` (which files make which config and split)."""
+    readme = Path(path) / "README.md"
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return False
+    header = text[3:].split("\n---", 1)[0]
+    return any(line.startswith("configs:") for line in header.splitlines())
 
 
 def _load_local_file(path: Path):
@@ -377,7 +395,8 @@ def _load_hub(source: str, config: str | None, split: str | None, revision: str 
                              f"{text.splitlines()[0]}") from None
         raise LetheError(f"could not load dataset {source}: {text.splitlines()[0]}") from None
     except Exception as err:  # hub/connection errors come in many types
-        if offline() or "offline" in str(err).lower() or "connect" in str(err).lower():
+        if not Path(source).is_dir() and (offline() or "offline" in str(err).lower()
+                                          or "connect" in str(err).lower()):
             raise LetheError(f"dataset '{source}' is not available offline (not in the Hugging "
                              f"Face cache); pass a local path") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -195,6 +195,7 @@ class LetheTrainer(Trainer):
         self.loss_fn = loss_fn
         self.guard = guard or DivergenceGuard()
         self._extra: dict[str, list[float]] = {}
+        self.tokens_seen = 0  # training tokens of this process so far (logged as tokens_seen)
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         for cb in (ProgressCallback, PrinterCallback):
@@ -207,6 +208,7 @@ class LetheTrainer(Trainer):
         loss, logs = self.loss_fn(model, inputs)
         self._check(loss)
         if model.training:
+            self.tokens_seen += batch_tokens(inputs)
             for key, value in logs.items():
                 self._extra.setdefault(key, []).append(float(value))
         return (loss, None) if return_outputs else loss
@@ -225,7 +227,26 @@ class LetheTrainer(Trainer):
         if self._extra and "loss" in logs:
             logs = {**logs, **{k: sum(v) / len(v) for k, v in self._extra.items()}}
             self._extra = {}
+        if self.tokens_seen:  # with the final train_runtime record: tokens/s of the run
+            logs = {**logs, "tokens_seen": self.tokens_seen}
         super().log(logs, *args, **kwargs)
+
+
+def batch_tokens(batch: dict) -> int:
+    """Real tokens in a training batch, over every part of a nested one ({"forget": ...,
+    "retain": ...}): attention-mask ones, or for packed rows (no mask) the positions that
+    carry a label (a document's first token, which has none, is left out); padding never
+    counts."""
+    if not isinstance(batch, dict):
+        return 0
+    if "attention_mask" in batch and torch.is_tensor(batch["attention_mask"]):
+        return int(batch["attention_mask"].sum())
+    if "input_ids" in batch and torch.is_tensor(batch["input_ids"]):
+        labels = batch.get("labels")
+        if torch.is_tensor(labels):
+            return int((labels != -100).sum())
+        return batch["input_ids"].numel()
+    return sum(batch_tokens(part) for part in batch.values() if isinstance(part, dict))
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-METRICS = ("verbmem", "knowmem_f", "knowmem_r", "privleak")
+METRICS = ("verbmem_f", "knowmem_f", "knowmem_r", "privleak")
 
 
 def rows(results: dict) -> dict[str, dict]:
@@ -44,12 +44,12 @@ def check(results: dict) -> dict[str, tuple[bool, str]]:
     closest = min(dists, key=dists.get)
     npo = next((label for label in dists if label.startswith("npo_gdr")), None)
     return {
-        "target VerbMem_f >= 80": (target["verbmem"]["value"] >= 80,
-                                   f"{target['verbmem']['value']:.1f}"),
+        "target VerbMem_f >= 80": (target["verbmem_f"]["value"] >= 80,
+                                   f"{target['verbmem_f']['value']:.1f}"),
         "target PrivLeak <= -80": (target["privleak"]["value"] <= -80,
                                    f"{target['privleak']['value']:.1f}"),
-        "retrain VerbMem_f <= 30": (retrain["verbmem"]["value"] <= 30,
-                                    f"{retrain['verbmem']['value']:.1f}"),
+        "retrain VerbMem_f <= 30": (retrain["verbmem_f"]["value"] <= 30,
+                                    f"{retrain['verbmem_f']['value']:.1f}"),
         "KnowMem_r inside each other's CI": (inside, f"{t_r['value']:.1f} vs {r_r['value']:.1f}"),
         "NPO_GDR closest to retrain": (npo is not None and closest == npo,
                                        f"closest {closest} ({dists[closest]:.3f})"),

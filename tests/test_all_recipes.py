@@ -36,3 +36,20 @@ def test_recipe_loads(path, monkeypatch):
     monkeypatch.chdir(ROOT)
     recipe = loader_for(path)(path)
     assert recipe is not None
+
+
+def test_shakespeare_compare_runs_every_method_on_the_one_prepared_target(monkeypatch):
+    """recipes/shakespeare_compare.yaml: the eight methods of issue #16, each unlearning the
+    target that recipes/shakespeare.yaml prepares (LoRA, merged), through LoRA adapters."""
+    from unlearn.recipe import expand_variants, load_unlearn_recipe
+
+    monkeypatch.chdir(ROOT)
+    single = load_unlearn_recipe("recipes/shakespeare.yaml")
+    compare = load_unlearn_recipe("recipes/shakespeare_compare.yaml")
+    variants = dict(expand_variants(compare))
+    assert {v.method.name for v in variants.values()} == {
+        "ga", "grad_diff", "npo", "npo_gdr", "simnpo", "rmu", "task_vector", "whp"}
+    assert single.prepare.lora.enabled and single.prepare.base_model == "smollm2"
+    for label, v in variants.items():
+        assert v.target_spec() == single.target_spec(), label
+        assert v.prepare == single.prepare and v.lora.enabled and v.save.merge_lora, label

@@ -2,8 +2,10 @@
 
 - Floors: `lethe` imports none of the project's packages; `eval` only `lethe`; `unlearn` and
   `detox` only `lethe` and `eval` (and themselves); `detox.rewrite` never imports
-  `detox.train`; `unlearn.methods` and `unlearn.rome` never import the pipeline; nothing but
-  a package's `cli` modules and its `__main__` imports its `cli` modules.
+  `detox.train`; `unlearn.methods`, `unlearn.rome` and `unlearn.memit` never import the
+  pipeline, `unlearn.memit` never imports `unlearn.methods`, `unlearn.rome` never imports
+  `unlearn.memit`; nothing but a package's `cli` modules and its `__main__` imports its `cli`
+  modules.
 - No import cycle among the project's modules.
 - Every import counts, at module level or inside a function (a lazy import is still a
   dependency: it only moves the failure to run time). An import names the module it reads
@@ -25,7 +27,8 @@ FLOORS = {"lethe": set(), "eval": {"lethe"}, "unlearn": {"lethe", "eval"},
 # (importer prefix, forbidden prefix): rules inside a package (besides "only cli/ and the
 # package's __main__ import cli/")
 INNER = [("detox.rewrite", "detox.train"), ("unlearn.methods", "unlearn.pipeline"),
-         ("unlearn.rome", "unlearn.pipeline")]
+         ("unlearn.rome", "unlearn.pipeline"), ("unlearn.memit", "unlearn.pipeline"),
+         ("unlearn.memit", "unlearn.methods"), ("unlearn.rome", "unlearn.memit")]
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

@@ -4,7 +4,6 @@ read or written, and a SIGKILLed holder does not block the next run."""
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -74,14 +73,14 @@ def test_unlearn_run_refused_then_runs_after_the_holder_is_killed(tiny_prepared,
     argv = ["run", "recipes/tiny.yaml", "--no-eval",
             *[x for o in overrides + [f"output_dir={out}"] for x in ("--set", o)]]
     with held_by_child(out) as holder:
-        start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "unlearn", *argv], cwd=ROOT,
-                              env=child_env(), capture_output=True, text=True, timeout=120)
-        took = time.monotonic() - start
+                              env=child_env(), capture_output=True, text=True, timeout=600)
+        # the holder keeps its lock until the test closes its stdin: refused without waiting
+        assert holder.poll() is None
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(f"unlearn: error: output_dir {out} is being written by "
                                       f"another process (pid {holder.pid} on host ")
-        assert proc.stderr.count("\n") == 1 and took < 60
+        assert proc.stderr.count("\n") == 1
         assert not out.exists()
         sigkill(holder)  # a killed holder: the kernel dropped its lock
     code, _, err = run_cli(unlearn_main, argv, capsys, monkeypatch)

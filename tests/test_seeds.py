@@ -71,3 +71,17 @@ def test_run_over_two_seeds_writes_each_run_and_the_spread(tiny_prepared, tmp_pa
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "results.json").read_text())["models"] == agg["models"]
+
+
+def test_same_models_keeps_the_prepared_target_for_every_seed():
+    """--same-models: each seed writes its own output_dir but unlearns the one prepared
+    target (the models' paths are left alone); without it each seed prepares its own."""
+    from unlearn.recipe import load_unlearn_recipe
+    from unlearn.seeds import seed_overrides
+
+    rec = load_unlearn_recipe("recipes/shakespeare.yaml")
+    shared = seed_overrides(rec, 2, same_models=True)
+    assert shared == ["seed=2", "output_dir=runs/shakespeare/npo_gdr/seed_2"]
+    own = seed_overrides(rec, 2)
+    assert "prepare.out_dir=runs/shakespeare/models/seed_2" in own
+    assert "model.target=runs/shakespeare/models/seed_2/target" in own

@@ -53,3 +53,39 @@ def test_ensure_writes_once(tmp_path, small):
     stamp = (out / "raw" / "forget.jsonl").stat().st_mtime_ns
     ensure_shakespeare(section)
     assert (out / "raw" / "forget.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_facts_are_the_evaluated_who_says_lines(small):
+    """`facts` (for `unlearn attack`): one CounterFact-style row per evaluated who-says
+    question, forget and retain; a forget line's neighbours are retain-play lines."""
+    data = build(small)
+    facts = data["facts"]
+    for side in ("forget", "retain"):
+        qa = data["knowmem"][f"{side}_qa"]
+        assert [(f'Who says "{f["subject"]}"?', f["target_true"]) for f in facts[side]] == \
+            [(q["question"], q["answer"]) for q in qa]
+    retain_lines = {f["subject"]: f["target_true"] for f in facts["retain"]}
+    for f in facts["forget"]:
+        assert f["prompt"].format(f["subject"]).endswith(f'"{f["subject"]}" is spoken by')
+        assert len(f["neighborhood"]) == 3
+        for n in f["neighborhood"]:
+            assert retain_lines[n["subject"]] == n["target"] and n["subject"] in n["prompt"]
+    ids = [f["case_id"] for side in ("forget", "retain") for f in facts[side]]
+    assert sorted(ids) == list(range(len(ids)))
+
+
+def test_hub_format_is_read_like_the_hub_dataset(tmp_path, small):
+    """`shakespeare.format: muse-books` writes MUSE-Books's hub layout (parquet + card, no
+    facts), which `load_table` reads through `datasets.load_dataset`."""
+    from dataclasses import replace
+
+    from lethe.loading import hub_layout, load_table
+
+    out = ensure_shakespeare(replace(small, dir=str(tmp_path / "sh"), format="muse-books"))
+    data = build(small)
+    assert hub_layout(out) and not (out / "facts").exists() and not (out / "scal").exists()
+    assert load_table(out, config="knowmem", split="forget_qa").to_list() == \
+        data["knowmem"]["forget_qa"]
+    assert list(load_table(out, config="train", split="forget")["text"]) == \
+        [r["text"] for r in data["raw"]["forget"]]
+    assert json.loads((out / "corpus.json").read_text())["format"] == "muse-books"

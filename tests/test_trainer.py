@@ -139,3 +139,19 @@ def test_prepare_runs_through_deepspeed(tmp_path, stage):
         model = load_model(str(out / "target"))  # full, gathered weights (not ZeRO-3 shards)
         assert model.model.embed_tokens.weight.shape[0] == model.config.vocab_size
     assert losses[stage] == pytest.approx(losses["plain"], rel=1e-3)
+
+
+def test_batch_tokens_counts_real_tokens_of_flat_packed_and_paired_batches():
+    """`tokens_seen` (tokens/s in the trainer's logs) adds `batch_tokens` of every training
+    batch: mask ones when there is a mask, labelled positions of packed rows, both parts of
+    a forget/retain pair; padding never counts."""
+    from lethe.trainer import batch_tokens
+
+    ids = torch.arange(8).view(2, 4)  # (B, T)
+    padded = {"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])}
+    packed = {"input_ids": ids, "labels": torch.tensor([[-100, 1, 2, 3], [4, 5, 6, 7]])}
+    assert batch_tokens(padded) == 5
+    assert batch_tokens(packed) == 7
+    assert batch_tokens({"input_ids": ids}) == 8
+    assert batch_tokens({"forget": padded, "retain": packed}) == 12
+    assert batch_tokens([1, 2]) == 0

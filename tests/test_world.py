@@ -63,7 +63,7 @@ def read_tree(d: Path) -> dict:
 def run_cli(*args, seed_env="0"):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED=seed_env, HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "unlearn", "world", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=600)
 
 
 # ---------------------------------------------------------------- layout and determinism

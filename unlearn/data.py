@@ -2,13 +2,17 @@
 
 - `tokenize_texts` cuts each text into chunks of at most `max_length` tokens (BOS/EOS as the
   tokenizer adds them, plus EOS at the end of a document so models learn where texts stop).
+- `qa_examples` makes question-answer pairs (TOFU-style data, `SplitRef.prompt_field`) into
+  examples whose `prompt_len` leading tokens are not trained on: the loss sees the answer only,
+  as open-unlearning trains on TOFU.
 - `LMCollator` pads a list of examples into `input_ids`, `attention_mask`, `labels` (-100 on
-  padding) and passes any other per-example tensors/floats through (e.g. cached reference
-  log-probs, `ref_logp`).
-- `PairedDataset` yields `{"forget": ex_f, "retain": ex_r}`; one epoch = one pass over the
-  forget set, retain examples cycle with a seeded permutation (MUSE/open-unlearning pair each
-  forget example with a retain example the same way).
-- `PairedCollator` collates both sides with `LMCollator`.
+  padding and on each example's first `prompt_len` tokens) and passes any other per-example
+  tensors/floats through (e.g. cached reference log-probs, `ref_logp`).
+- `PairedDataset` yields `{"forget": ex_f, "retain": ex_r}` (plus `"alternate": ex_a`, the
+  preferred response to the same prompt, for preference methods: DPO, IdkDPO, AltPO); one
+  epoch = one pass over the forget set, retain examples cycle with a seeded permutation
+  (MUSE/open-unlearning pair each forget example with a retain example the same way).
+- `PairedCollator` collates every side with `LMCollator`.
 """
 
 from __future__ import annotations
@@ -23,20 +27,41 @@ from torch.utils.data import Dataset
 from lethe.lm import pad_right
 
 
+def text_chunks(tokenizer, text: str, max_length: int, add_eos: bool = True) -> list[list[int]]:
+    """One text's token ids cut into chunks of ≤ max_length (1-token chunks dropped)."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+    if add_eos and eos is not None and (not ids or ids[-1] != eos):
+        ids = ids + [eos]
+    chunks = [ids[start:start + max_length] for start in range(0, len(ids), max_length)]
+    return [c for c in chunks if len(c) > 1]  # a 1-token chunk has nothing to predict
+
+
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int,
                    add_eos: bool = True) -> list[dict]:
     """Each text → one or more examples `{"input_ids": list[int]}` of ≤ max_length tokens."""
-    out = []
+    return [{"input_ids": c} for text in texts
+            for c in text_chunks(tokenizer, text, max_length, add_eos)]
+
+
+def qa_example(tokenizer, question: str, answer: str, max_length: int,
+               template: str = "plain") -> dict:
+    """`{"input_ids": prompt + answer (+ EOS), "prompt_len"}`: the pair as the TOFU metrics read
+    it (eval.tofu.qa.qa_ids), cut to max_length; only the answer (and EOS) is trained on."""
+    from eval.tofu.qa import qa_ids
+
+    pair = qa_ids(tokenizer, question, answer, template)
+    ids = pair.prompt + pair.answer
     eos = tokenizer.eos_token_id
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-        if add_eos and eos is not None and (not ids or ids[-1] != eos):
-            ids = ids + [eos]
-        for start in range(0, len(ids), max_length):
-            chunk = ids[start:start + max_length]
-            if len(chunk) > 1:  # a 1-token chunk has nothing to predict
-                out.append({"input_ids": chunk})
-    return out
+    if eos is not None and ids[-1] != eos:  # models learn where the answer stops
+        ids = ids + [eos]
+    return {"input_ids": ids[:max_length], "prompt_len": min(len(pair.prompt), max_length - 1)}
+
+
+def qa_examples(tokenizer, questions: Sequence[str], answers: Sequence[str], max_length: int,
+                template: str = "plain") -> list[dict]:
+    """`qa_example` of every (question, answer) pair, in order."""
+    return [qa_example(tokenizer, q, a, max_length, template) for q, a in zip(questions, answers)]
 
 
 @dataclass
@@ -48,9 +73,11 @@ class LMCollator:
     def __call__(self, examples: list[dict]) -> dict:
         ids, mask = pad_right([e["input_ids"] for e in examples], self.pad_token_id)  # (B, T)
         labels = ids.masked_fill(mask == 0, -100)  # (B, T)
+        for row, e in enumerate(examples):  # prompts are read, never trained on
+            labels[row, :e.get("prompt_len", 0)] = -100
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         for key in examples[0]:
-            if key != "input_ids":
+            if key not in ("input_ids", "prompt_len"):
                 batch[key] = torch.as_tensor([e[key] for e in examples])
         return batch
 
@@ -114,12 +141,18 @@ class TextDataset(Dataset):
 
 
 class PairedDataset(Dataset):
-    """Item i = (forget example i, a retain example); length = len(forget)."""
+    """Item i = (forget example i, a retain example); length = len(forget).
 
-    def __init__(self, forget: list[dict], retain: list[dict] | None, seed: int = 0):
+    `alternate` (optional, aligned with `forget`): the preferred response to forget example i's
+    prompt (preference methods), served as item["alternate"]."""
+
+    def __init__(self, forget: list[dict], retain: list[dict] | None, seed: int = 0,
+                 alternate: list[dict] | None = None):
         if not forget:
             raise ValueError("the forget set is empty")
-        self.forget, self.retain = forget, retain or []
+        if alternate is not None and len(alternate) != len(forget):
+            raise ValueError(f"{len(alternate)} alternates for {len(forget)} forget examples")
+        self.forget, self.retain, self.alternate = forget, retain or [], alternate
         order = list(range(len(self.retain)))
         random.Random(seed).shuffle(order)
         self.retain_order = order
@@ -129,9 +162,14 @@ class PairedDataset(Dataset):
 
     def __getitem__(self, i):
         item = {"forget": self.forget[i]}
+        if self.alternate is not None:
+            item["alternate"] = self.alternate[i]
         if self.retain:
             item["retain"] = self.retain[self.retain_order[i % len(self.retain)]]
         return item
+
+
+SIDES = ("forget", "alternate", "retain")  # the parts a batch may have
 
 
 @dataclass
@@ -140,7 +178,4 @@ class PairedCollator:
 
     def __call__(self, items: list[dict]) -> dict:
         collate = LMCollator(self.pad_token_id)
-        batch = {"forget": collate([it["forget"] for it in items])}
-        if "retain" in items[0]:
-            batch["retain"] = collate([it["retain"] for it in items])
-        return batch
+        return {side: collate([it[side] for it in items]) for side in SIDES if side in items[0]}

@@ -60,6 +60,48 @@ def read_texts(source: str, ref: SplitRef, revision: str | None = None) -> list[
     return [t for t in table[ref.field] if isinstance(t, str) and t.strip()]
 
 
+def read_rows(source: str, ref: SplitRef, extra: tuple[str, ...] = (),
+              revision: str | None = None) -> list[dict]:
+    """The rows of `ref` with its fields (and `extra` columns) whose text fields are non-empty."""
+    columns = tuple(dict.fromkeys(ref.fields + extra))
+    table = load_table(source, config=ref.config, split=ref.split, columns=columns,
+                       revision=revision)
+    rows = [{c: table[c][i] for c in columns} for i in range(len(table))]
+    return [r for r in rows if all(isinstance(r[f], str) and r[f].strip() for f in ref.fields)]
+
+
+def split_examples(tokenizer, source: str, ref: SplitRef | None, data) -> list[dict]:
+    """Training examples of one split: text chunks, or prompt + answer pairs (`prompt_field`)."""
+    from unlearn.data import qa_examples
+
+    if ref is None:
+        return []
+    rows = read_rows(source, ref, revision=data.revision)
+    if ref.prompt_field is None:
+        return tokenize_texts(tokenizer, [r[ref.field] for r in rows], data.max_length)
+    return qa_examples(tokenizer, [r[ref.prompt_field] for r in rows],
+                       [r[ref.field] for r in rows], data.max_length, data.qa_template)
+
+
+def load_examples(recipe: UnlearnRecipe, method: Method, request: Request, tokenizer):
+    """(forget, retain, alternate) examples of one request; alternate is None unless the
+    method prefers alternate responses (aligned with forget: unlearn.alternates)."""
+    data = recipe.data
+    retain = split_examples(tokenizer, data.source, data.retain, data)
+    if method.needs_retain and not retain:
+        raise LetheError(f"method {method.name} needs a retain set; set data.retain")
+    if not method.needs_alternate:
+        return split_examples(tokenizer, data.source, request.forget, data), retain, None
+    from unlearn.alternates import alternate_columns, paired_examples
+
+    ref = request.forget
+    rows = read_rows(data.source, ref, alternate_columns(recipe.method), data.revision)
+    forget, alternate = paired_examples(tokenizer, rows, ref.field, ref.prompt_field,
+                                        recipe.method, data.max_length, seed=recipe.seed,
+                                        template=data.qa_template)
+    return forget, retain, alternate
+
+
 def make_train_fn(recipe: UnlearnRecipe, tokenizer, guard: DivergenceGuard, resume):
     """`train_fn(model, dataset, collator, loss_fn, output_dir) -> model` (the shared trainer).
 
@@ -87,13 +129,7 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
                        trust_remote_code=recipe.model.trust_remote_code)
     if method.edit is not None:
         return edit_request(recipe, method, request, start_spec, model, tokenizer)
-    forget_texts = read_texts(recipe.data.source, request.forget, recipe.data.revision)
-    retain_texts = (read_texts(recipe.data.source, recipe.data.retain, recipe.data.revision)
-                    if recipe.data.retain else [])
-    if method.needs_retain and not retain_texts:
-        raise LetheError(f"method {method.name} needs a retain set; set data.retain")
-    forget = tokenize_texts(tokenizer, forget_texts, recipe.data.max_length)
-    retain = tokenize_texts(tokenizer, retain_texts, recipe.data.max_length)
+    forget, retain, alternate = load_examples(recipe, method, request, tokenizer)
     collator = PairedCollator(tokenizer.pad_token_id)
     guard = DivergenceGuard(recipe.guard.max_abs_loss)
     train_fn = make_train_fn(recipe, tokenizer, guard, resume)
@@ -104,25 +140,28 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
                            cfg=cfg, train_fn=train_fn, collator=collator,
                            output_dir=trainer_dir, lora=recipe.lora)
     else:
-        from unlearn.methods.reference import make_reference, precompute_ref_logp
+        from unlearn.methods.reference import cached_ref_logp, make_reference
 
-        if method.needs_ref_logp:  # cached once: no second model, no extra forward per step
+        if method.needs_ref_logp:  # computed once: no second model, no extra forward per step
+            # ... and kept on disk, keyed by the starting weights and the token ids, so every
+            # variant, seed and rerun from the same model on the same data reuses it
             batch_size = int(recipe.train.get("per_device_train_batch_size", 8))
-            forget = precompute_ref_logp(model, forget, collator=None, batch_size=batch_size,
-                                         pad_token_id=tokenizer.pad_token_id)
-            if retain:
-                retain = precompute_ref_logp(model, retain, collator=None,
-                                             batch_size=batch_size,
-                                             pad_token_id=tokenizer.pad_token_id)
+            model_id = weights_key(start_spec)
+
+            def cached(examples):
+                return cached_ref_logp(model, examples, model_id=model_id, batch_size=batch_size,
+                                       pad_token_id=tokenizer.pad_token_id) \
+                    if examples else examples
+
+            forget, retain, alternate = cached(forget), cached(retain), cached(alternate)
         model = apply_lora(model, recipe.lora)
         if method.prepare is not None:  # e.g. RMU freezes all but its layers (after LoRA)
             model = method.prepare(model, cfg)
         ref = make_reference(model, method, lora_enabled=recipe.lora is not None
                              and recipe.lora.enabled, cfg=cfg)
-        dataset = PairedDataset(forget, retain, seed=recipe.seed)
-        trainer = train_fn(model, dataset, collator,
-                           lambda m, batch: method.loss(m, batch, cfg, ref), trainer_dir,
-                           desc=f"{method.name} {request.label}")
+        dataset = PairedDataset(forget, retain, seed=recipe.seed, alternate=alternate)
+        trainer = train_fn(model, dataset, collator, method_loss_fn(method, cfg, ref),
+                           trainer_dir, desc=f"{method.name} {request.label}")
         model = trainer.model
         save_model(trainer, tokenizer, request, recipe, start_spec)
     seconds = time.perf_counter() - start
@@ -132,6 +171,32 @@ def unlearn_request(recipe: UnlearnRecipe, method: Method, request: Request, sta
             "forget": to_dict(request.forget), "start": start_spec,
             "model": str(request.out_dir / "model"), "train_seconds": round(seconds, 1),
             "forget_examples": len(forget), "retain_examples": len(retain)}
+
+
+def method_loss_fn(method: Method, cfg, ref):
+    """`loss_fn(model, batch)` for the trainer; a stateful method (`Method.state`, e.g. PDU's
+    dual variable) gets its state object, made once per request, as `state=`."""
+    if method.state is None:
+        return lambda m, batch: method.loss(m, batch, cfg, ref)
+    state = method.state(cfg)
+    return lambda m, batch: method.loss(m, batch, cfg, ref, state=state)
+
+
+def weights_key(spec: str) -> str | None:
+    """What identifies a local checkpoint's weights for caches: its content fingerprint plus
+    each weight file's size and modification time (a model prepared again gets a new key even
+    where the sampled bytes agree: a merged LoRA leaves the embeddings, stored first,
+    untouched). None for hub ids (no cache)."""
+    from lethe.loading import resolve_model
+
+    src = resolve_model(spec)
+    if src.kind not in ("dir", "gguf"):
+        return None
+    path = Path(src.path)
+    files = [path] if path.is_file() else sorted(
+        f for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".gguf", ".pt"))
+    stamps = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    return f"{model_identity(spec)['weights_sha256_16']}:{stamps}"
 
 
 def edit_request(recipe: UnlearnRecipe, method: Method, request: Request, start_spec: str,

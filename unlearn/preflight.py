@@ -17,7 +17,7 @@ beside their registration (`eval.muse.registry.Metric.splits`), so this asks the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -34,11 +34,15 @@ class Generated:
     """Data the command will write itself, built in memory so it is checked first."""
 
     dir: Path  # where it will be written
-    tables: dict  # config -> split -> rows
+    tables: dict | None  # config -> split -> rows (None: `dir` exists, read it from disk)
     hint: Callable[[str, str], str]  # (config, split) -> how to fill that split
+    more: dict = field(default_factory=dict)  # other directory -> its tables (TOFU layout)
 
     def rows_for(self, source: str) -> dict | None:
-        return self.tables if Path(source).absolute() == self.dir.absolute() else None
+        where = Path(source).absolute()
+        if where == self.dir.absolute() and self.tables is not None:
+            return self.tables
+        return next((t for d, t in self.more.items() if Path(d).absolute() == where), None)
 
 
 def generated_data(pf: Preflight, recipe: UnlearnRecipe) -> Generated | None:
@@ -59,27 +63,45 @@ def generated_data(pf: Preflight, recipe: UnlearnRecipe) -> Generated | None:
             Generated(out, data, lambda config, split: setting_for(section, config, split))
     if recipe.world is None:
         return None
+    return _generated_world(pf, recipe.world)
+
+
+def _generated_world(pf: Preflight, w) -> Generated | None:
+    """The world (and its TOFU layout, `world.tofu_dir`) that will be generated, in memory."""
     from unlearn.prepare import check_world_matches
     from unlearn.world import WorldSpec, generate_world
 
-    w = recipe.world
-    out, spec = Path(w.dir), WorldSpec(seed=w.seed, size=w.size)
-    if (out / "world.json").is_file():
-        pf.run("world", check_world_matches, out, spec)
+    spec = WorldSpec(seed=w.seed, size=w.size)
+    missing = {}
+    for out, fmt, what in [(Path(w.dir), "muse", "world.dir")] + (
+            [(Path(w.tofu_dir), "tofu", "world.tofu_dir")] if w.tofu_dir else []):
+        if (out / "world.json").is_file():
+            pf.run("world", check_world_matches, out, spec, fmt)
+            continue
+        if out.is_dir() and any(out.iterdir()):
+            pf.problem(f"{what} {out} is not empty and holds no world.json; remove it or "
+                       f"choose another {what}")
+        missing[fmt] = out
+    if not missing:
         return None
-    if out.is_dir() and any(out.iterdir()):
-        pf.problem(f"world.dir {out} is not empty and holds no world.json; remove it or choose "
-                   f"another world.dir")
     world = pf.run("world", generate_world, spec)
-    return None if world is None else Generated(
-        out, world.data, lambda config, split: f"a larger world.size (now {w.size})")
+    if world is None:
+        return None
+    tables = {}
+    if "tofu" in missing:
+        from unlearn.world_tofu import tofu_tables
+
+        tables[missing["tofu"]] = pf.run("world.tofu_dir", tofu_tables, world) or {}
+    return Generated(missing.get("muse", Path(w.dir)),
+                     world.data if "muse" in missing else None,
+                     lambda config, split: f"a larger world.size (now {w.size})", more=tables)
 
 
 def _table(pf: Preflight, gen: Generated | None, source: str, config, split, fields, *,
-           where: str, revision=None) -> int | None:
+           where: str, revision=None, columns=()) -> int | None:
     rows = gen.rows_for(source) if gen else None
     return check_table(pf, source, config=config, split=split, text=tuple(fields),
-                       revision=revision, where=where, memory=rows,
+                       columns=tuple(columns), revision=revision, where=where, memory=rows,
                        hint=gen.hint(config, split) if rows is not None else "")
 
 
@@ -127,8 +149,22 @@ def check_prepare(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None, *
 
 
 def _prepare_parameters(pf: Preflight, section) -> tuple[int, int] | None:
+    lora = section.lora is not None and section.lora.enabled
+    if lora and not section.base_model:
+        pf.problem("prepare.lora: LoRA fine-tunes a pretrained model; set prepare.base_model "
+                   "or remove prepare.lora")
+    if lora and section.train.get("deepspeed"):
+        pf.problem("prepare.lora with prepare.train.deepspeed: the adapters are merged on one "
+                   "process before saving; remove one of the two")
     if section.base_model:
         info = check_model(pf, section.base_model, where="prepare.base_model")
+        if lora and info is not None and info.config:
+            from lethe.trainer import lora_config
+
+            model = skeleton(info.config, info.task)
+            if model is not None and pf.run("prepare.lora", lora_config, model, section.lora):
+                pf.ok(f"prepare.lora.target_modules {', '.join(section.lora.target_modules)}: "
+                      f"found")
         return model_bytes(info)
     from transformers import LlamaConfig
 
@@ -210,14 +246,15 @@ def check_unlearning_data(pf: Preflight, recipe: UnlearnRecipe, gen: Generated |
     d = recipe.data
     refs = list(recipe.requests.forget or (d.forget,)) + ([d.retain] if d.retain else [])
     for ref in refs:
-        _table(pf, gen, d.source, ref.config, ref.split, (ref.field,), where=where,
+        _table(pf, gen, d.source, ref.config, ref.split, ref.fields, where=where,
                revision=d.revision)
     method = get_method(recipe.method.name)
     if method.reads is not None:
         for ref in recipe.requests.forget or (d.forget,):
-            for source, config, split, fields in method.reads(recipe.method, d.source, ref):
-                _table(pf, gen, source, config, split, fields,
-                       where=f"method {method.name}", revision=d.revision)
+            for source, config, split, fields, *lists in method.reads(recipe.method,
+                                                                       d.source, ref):
+                _table(pf, gen, source, config, split, fields, where=f"method {method.name}",
+                       revision=d.revision, columns=lists[0] if lists else ())
 
 
 def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
@@ -235,9 +272,14 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
     # empty list means MUSE's defaults, privleak only with a reference (as the suite does)
     asked = list(recipe.eval.metrics)
     names = pf.run("eval.metrics", resolve_metrics, asked,
-                   have_reference=has_reference or bool(asked))
+                   have_reference=has_reference or bool(asked),
+                   have_retrain_model=retrain is not None or bool(asked))
     if not names:
         return
+    needing = [n for n in names if registered()[n].needs_retrain_model]
+    if needing and retrain is None:
+        pf.problem(f"eval.metrics: {needing[0]} compares with the retrain model's own scores: "
+                   f"set model.retrain (or a prepare: section), or remove {needing[0]}")
     needing = [n for n in names if registered()[n].needs_reference]
     if needing and not has_reference:
         pf.problem(f"eval.metrics: {needing[0]} needs a retrain reference: set model.retrain "
@@ -253,8 +295,9 @@ def check_run_eval(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None,
     source = recipe.eval.data or recipe.data.source
     for name in names:
         for sp in registered()[name].splits:
-            _table(pf, gen, source, sp.config, sp.split, sp.columns, where=f"eval ({name})",
-                   revision=recipe.data.revision)
+            sp = sp.resolved(SuiteSettings())  # the settings evaluate_run evaluates with
+            _table(pf, gen, source, sp.config, sp.split, sp.text_columns, where=f"eval ({name})",
+                   revision=recipe.data.revision, columns=sp.lists)
     configs = {r.config for r in recipe.requests.forget}
     if n_variants == 1 and len(configs) == 1 and configs <= {"scal", "sust"}:
         proto = next(iter(configs))  # evaluate_run tabulates {proto}/forget_1..N
@@ -325,17 +368,18 @@ class EvalPlan:
     reference: object  # eval.muse.privleak.RetrainReference from --retrain-auc, or None
     settings: object  # eval.muse.SuiteSettings
     out: Path  # the output directory
+    harness: object = None  # eval.lm_harness.HarnessSettings of --lm-eval, or None
 
 
 def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain_auc, target,
                    protocol, metrics, out: Callable[[list], Path], overwrite, settings: dict,
-                   revision, data_revision, device) -> tuple[Preflight, EvalPlan]:
+                   revision, data_revision, device, benchmark: str = "muse",
+                   mia_reference=None, harness=None) -> tuple[Preflight, EvalPlan]:
     """Every name, reference, table, model and the output directory `unlearn eval` uses.
     `labels()` gives the row labels; `out(labels)` the output directory."""
     from eval.muse import SuiteSettings, resolve_metrics
     from eval.muse.privleak import resolve_retrain_auc
     from eval.muse.protocols import protocol_steps
-    from eval.muse.registry import metrics as registered
 
     pf = Preflight("unlearn eval")
     labels = pf.run("--labels", labels) or []
@@ -345,61 +389,172 @@ def preflight_eval(models, *, data, labels: Callable[[], list], retrain, retrain
     reference = pf.run("", resolve_retrain_auc, retrain_auc, k=settings["min_k"]) \
         if retrain_auc is not None else None
     chosen = pf.run("", resolve_metrics, metrics,
-                    have_reference=bool(retrain) or retrain_auc is not None) or []
+                    have_reference=bool(retrain) or retrain_auc is not None,
+                    have_retrain_model=bool(retrain), benchmark=benchmark) or []
     extra = [role for role, spec in (("target", target), ("retrain", retrain)) if spec]
     if labels and len(set(labels + extra)) < len(labels) + len(extra):
         pf.problem(f"labels must be unique and 'target'/'retrain' are taken by --target/"
                    f"--retrain; got {', '.join(labels + extra)}")
-    for name in chosen:
-        for sp in registered()[name].splits:
-            check_table(pf, data, config=sp.config, split=sp.split, text=sp.columns,
-                        revision=data_revision, where=f"--data ({name})")
+    check_eval_tables(pf, data, chosen, suite or SuiteSettings(), data_revision)
     if protocol and labels:
         if pf.run("--protocol", protocol_steps, protocol, data, labels, revision=data_revision):
             pf.ok(f"--protocol {protocol}: {protocol}/forget_1..{len(labels)} found")
+    check_mia_and_harness(pf, suite, chosen, mia_reference, harness)
     check_device(pf, device)
-    for spec, where in [(m, f"MODEL {m}") for m in models] + [(retrain, "--retrain"),
-                                                             (target, "--target")]:
+    for spec, where in [(m, f"MODEL {m}") for m in models] + [
+            (retrain, "--retrain"), (target, "--target"), (mia_reference, "--reference")]:
         if spec:
             check_model(pf, spec, where=where, revision=revision)
     out = Path(out(labels or ["eval"]))
     check_output_dir(pf, out, overwrite=overwrite, where="--out")
-    return pf.finish(), EvalPlan(labels, chosen, reference, suite, out)
+    return pf.finish(), EvalPlan(labels, chosen, reference, suite, out, harness)
 
 
-def preflight_attack(model, *, data, attacks, layers, split, retain_split, base, out,
-                     overwrite, device) -> Preflight:
-    """Attack names, --layers, the facts, MODEL and --base (same tokenizer), --out."""
+def check_eval_tables(pf: Preflight, data, names, suite, revision) -> None:
+    """Every table the chosen metrics declare (TOFU's {forget} resolved by the settings)."""
+    from eval.muse.registry import metrics as registered
+
+    for name in names:
+        for sp in registered()[name].splits:
+            sp = sp.resolved(suite)
+            check_table(pf, data, config=sp.config, split=sp.split, text=sp.text_columns,
+                        columns=sp.lists, revision=revision, where=f"--data ({name})")
+
+
+def check_mia_and_harness(pf: Preflight, suite, chosen, mia_reference, harness) -> None:
+    """--mia against --reference; --lm-eval's package and task names."""
+    if suite is not None and "ref" in (suite.mia or ()) and not mia_reference:
+        pf.problem("--mia ref needs a reference model: pass --reference MODEL")
+    if mia_reference and "privleak" not in chosen:
+        pf.problem("--reference is the `ref` MIA score's model, which only privleak reports; "
+                   "add privleak to --metrics or drop --reference")
+    if harness is not None:
+        from eval.lm_harness import task_manager
+
+        if pf.run("--lm-eval", task_manager, harness) is not None:
+            pf.ok(f"--lm-eval: tasks {', '.join(harness.tasks)} found")
+
+
+def preflight_attack(model, *, data, attacks, out, overwrite, options: dict):
+    """Attack names; for extraction attacks --layers, the facts and --base; for recovery
+    attacks (relearn, quantize) --target, the plan, the MUSE tables and the relearning slices;
+    MODEL, the tokenizers, --out. Returns (Preflight, RecoveryPlan or None)."""
     from eval.attacks.extraction import ATTACKS
     from lethe.recipe import nearest
+    from unlearn.robustness import RECOVERY_ATTACKS
 
     pf = Preflight("unlearn attack")
     names = [a.strip() for a in attacks.split(",") if a.strip()]
+    valid = sorted({*ATTACKS, *RECOVERY_ATTACKS})
     for name in names:
-        if name not in ATTACKS:
-            pf.problem(f"unknown attack '{name}'{nearest(name, ATTACKS)}; valid: "
-                       f"{', '.join(sorted(ATTACKS))}")
+        if name not in valid:
+            pf.problem(f"unknown attack '{name}'{nearest(name, valid)}; valid: "
+                       f"{', '.join(valid)}")
     if not names:
         pf.problem("--attacks is empty; name at least one attack")
+    check_device(pf, options["device"])
+    info = check_model(pf, model, where="MODEL")
+    if any(n in ATTACKS for n in names):
+        _check_extraction(pf, model, info, data, options)
+    plan = None
+    if any(n in RECOVERY_ATTACKS for n in names):
+        plan = check_recovery(pf, model, info, data, names, options)
+    check_output_dir(pf, out, overwrite=overwrite, where="--out")
+    return pf.finish(), plan
+
+
+def _same_vocab(pf: Preflight, info, other, *, model: str, spec: str, where: str, why: str):
+    if info and other and info.tokenizer is not None and other.tokenizer is not None \
+            and info.tokenizer.get_vocab() != other.tokenizer.get_vocab():
+        pf.problem(f"{where} {spec} has a different tokenizer from {model}; {why}")
+
+
+def parse_new_tokens(value: str) -> int | None:
+    """--new-tokens: a positive integer, or 'answer' (None: as many tokens as the answer)."""
+    if str(value).strip().lower() == "answer":
+        return None
+    if not str(value).strip().isdigit() or int(value) < 1:
+        raise LetheError(f"--new-tokens must be a positive integer or 'answer', got {value!r}")
+    return int(value)
+
+
+def _check_extraction(pf: Preflight, model, info, data, o: dict) -> None:
+    """--layers, the facts split (and the optional random facts), --base."""
     from lethe.cli import int_list
 
-    pf.run("", int_list, layers, "--layers")
+    pf.run("", int_list, o["layers"], "--layers")
+    pf.run("", parse_new_tokens, o["new_tokens"])
     fields = ("subject", "prompt", "target_true")
-    check_table(pf, data, config="facts", split=split, text=fields, where="--data")
+    check_table(pf, data, config="facts", split=o["split"], text=fields, where="--data")
+    base = o["base"]
     if base:
         try:  # optional: without random facts the Δ-accuracy on them is skipped
             from lethe.loading import load_table
 
-            load_table(data, config="facts", split=retain_split, columns=fields)
-            pf.ok(f"--data: {data} facts/{retain_split} (random facts for Δ-accuracy)")
+            load_table(data, config="facts", split=o["retain_split"], columns=fields)
+            pf.ok(f"--data: {data} facts/{o['retain_split']} (random facts for Δ-accuracy)")
         except LetheError as err:
             pf.ok(f"--data: no random facts for Δ-accuracy ({err}); skipped")
-    check_device(pf, device)
-    info = check_model(pf, model, where="MODEL")
-    base_info = check_model(pf, base, where="--base") if base else None
-    if info and base_info and info.tokenizer is not None and base_info.tokenizer is not None \
-            and info.tokenizer.get_vocab() != base_info.tokenizer.get_vocab():
-        pf.problem(f"--base {base} has a different tokenizer from {model}; the rewrite score "
-                   f"compares the same tokens under both models")
-    check_output_dir(pf, out, overwrite=overwrite, where="--out")
-    return pf.finish()
+        _same_vocab(pf, info, check_model(pf, base, where="--base"), model=model, spec=base,
+                    where="--base", why="the rewrite score compares the same tokens under "
+                                        "both models")
+
+
+def check_recovery(pf: Preflight, model, info, data, names: list[str], o: dict):
+    """--target and its tokenizer, the plan (slices, bits, metrics), every MUSE table the
+    metrics read, the size of each relearning slice. Returns the RecoveryPlan (or None)."""
+    from eval.muse.registry import metrics as registered
+    from unlearn.robustness import DEFAULT_METRICS, build_plan
+
+    target = o["target"]
+    if not target:
+        pf.problem("relearn and quantize measure recovery toward the model before unlearning: "
+                   "give it with --target MODEL")
+    else:
+        _same_vocab(pf, info, check_model(pf, target, where="--target"), model=model,
+                    spec=target, where="--target", why="recovery compares the same texts "
+                                                        "scored by both models")
+    relearn = dict(texts=o["relearn_texts"], steps=o["relearn_steps"],
+                   learning_rate=o["relearn_lr"], batch_size=o["relearn_batch_size"],
+                   lora=o["relearn_lora"], retain_split=o["relearn_retain_split"],
+                   seed=o["seed"])
+    quant = dict(group_size=o["group_size"], scheme=o["quant_scheme"],
+                 backend=o["quant_backend"])
+    plan = pf.run("", build_plan, names, relearn_on=o["relearn_on"], relearn=relearn,
+                  bits=o["bits"], quant=quant, metrics=o["metrics"] or DEFAULT_METRICS)
+    if plan is None:
+        return None
+    for name in plan.metrics:
+        for sp in registered()[name].splits:
+            check_table(pf, data, config=sp.config, split=sp.split, text=sp.columns,
+                        where=f"--data ({name})")
+    _check_relearn(pf, plan, data, info)
+    if any(q.backend == "bnb" for q in plan.quantize):
+        from eval.attacks.quantize import bnb_problem
+
+        problem = bnb_problem()
+        pf.problem(f"--quant-backend bnb: {problem}") if problem else \
+            pf.ok("--quant-backend bnb: bitsandbytes and a CUDA GPU found")
+    return plan
+
+
+def _check_relearn(pf: Preflight, plan, data, info) -> None:
+    """Each slice's split exists and is large enough; LoRA's modules exist in MODEL."""
+    from unlearn.relearn import slice_size
+
+    for spec in plan.relearn:
+        n_forget = check_table(pf, data, config=spec.config, split=spec.forget_split,
+                               text=("text",), where=f"--data ({spec.label})")
+        n_split = n_forget if spec.on == "forget" else check_table(
+            pf, data, config=spec.config, split=spec.split, text=("text",),
+            where=f"--data ({spec.label})")
+        if n_forget is not None and n_split is not None and \
+                pf.run("", slice_size, spec, n_forget, n_split) is not None:
+            pf.ok(f"{spec.label}: {slice_size(spec, n_forget, n_split)} texts of "
+                  f"{spec.config}/{spec.split}, {spec.steps} steps")
+        if spec.lora and info is not None and info.config is not None:
+            from lethe.trainer import LoraSection, lora_config
+
+            model = skeleton(info.config, info.task)
+            if model is not None:
+                pf.run("--relearn-lora", lora_config, model, LoraSection())

@@ -32,27 +32,36 @@ SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 
 
 def ensure_world(world: WorldSection, overwrite: bool = False) -> Path:
-    """Generate the benchmark world unless `world.dir` already holds one."""
+    """Generate the benchmark world unless `world.dir` already holds one (and its TOFU layout
+    in `world.tofu_dir`, when set, unless that holds one)."""
     from unlearn.world import WorldSpec, generate_world, write_world
+    from unlearn.world_tofu import write_tofu
 
-    out = Path(world.dir)
     spec = WorldSpec(seed=world.seed, size=world.size)
-    if (out / "world.json").is_file() and not overwrite:
-        check_world_matches(out, spec)
-        log.info("world exists: %s", out)
-        return out
-    with output_lock(out, what="world.dir"):  # two runs sharing a world generate it once
+    outputs = [(Path(world.dir), "muse", "world.dir", write_world)]
+    if world.tofu_dir:
+        outputs.append((Path(world.tofu_dir), "tofu", "world.tofu_dir", write_tofu))
+    generated = None
+    for out, fmt, what, write in outputs:
         if (out / "world.json").is_file() and not overwrite:
-            check_world_matches(out, spec)
-            return out
-        log.info("generating the %s world (seed %d) in %s", world.size, world.seed, out)
-        write_world(generate_world(spec), out, overwrite=overwrite)
-    return out
+            check_world_matches(out, spec, fmt)
+            log.info("world exists: %s", out)
+            continue
+        with output_lock(out, what=what):  # two runs sharing a world generate it once
+            if (out / "world.json").is_file() and not overwrite:
+                check_world_matches(out, spec, fmt)
+                continue
+            log.info("generating the %s world (seed %d, %s layout) in %s", world.size,
+                     world.seed, fmt, out)
+            generated = generated or generate_world(spec)
+            write(generated, out, overwrite=overwrite)
+    return Path(world.dir)
 
 
-def check_world_matches(out: Path, spec) -> None:
+def check_world_matches(out: Path, spec, fmt: str = "muse") -> None:
     """Refuse a world directory generated with other settings (an older generator version,
-    another size table, seed or size): models prepared on it would not match the recipe."""
+    another size table, seed, size or layout): models prepared on it would not match the
+    recipe."""
     import json
     from dataclasses import asdict
 
@@ -63,8 +72,9 @@ def check_world_matches(out: Path, spec) -> None:
     except (OSError, ValueError) as err:
         raise LetheError(f"cannot read {out / 'world.json'} ({err}); delete {out} to "
                          f"regenerate the world") from None
+    meta.setdefault("format", "muse")  # worlds written before the TOFU layout existed
     want = {"generator": GENERATOR, "version": VERSION, "seed": spec.seed, "size": spec.size,
-            "sizes": asdict(SIZES[spec.size]) if spec.size in SIZES else None}
+            "sizes": asdict(SIZES[spec.size]) if spec.size in SIZES else None, "format": fmt}
     diff = [k for k, v in want.items() if meta.get(k) != v]
     if diff:
         raise LetheError(
@@ -236,14 +246,38 @@ def _train_one(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: 
     model = (load_model(section.base_model) if section.base_model
              else build_model(section, tokenizer, recipe.seed))
     n_params = sum(p.numel() for p in model.parameters())
+    if section.lora is not None and section.lora.enabled:
+        from lethe.trainer import apply_lora
+
+        torch.manual_seed(recipe.seed)  # the same adapter initialisation for both models
+        model = apply_lora(model, section.lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cpu0 = _cpu_seconds()
     trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
                                       recipe.seed, desc=f"prepare {name}", position=position)
+    cpu = _cpu_seconds() - cpu0
     final = out / name
     _save_model(trainer, tokenizer, final, scratch=out / f".{name}")
-    log.info("%s: %d parameters, %.0f s, final loss %.4f", name, n_params, seconds, loss)
-    return {"path": str(final), "parameters": n_params, "train_seconds": round(seconds, 1),
+    log.info("%s: %d parameters (%d trained), %.0f s, final loss %.4f", name, n_params,
+             trainable, seconds, loss)
+    return {"path": str(final), "parameters": n_params, "trained_parameters": trainable,
+            "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
             "final_loss": loss, "train_docs": len(texts), "steps": trainer.state.global_step,
-            "torch_threads": torch.get_num_threads()}
+            "train_tokens": _tokens(trainer), "torch_threads": torch.get_num_threads()}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tokens(trainer) -> int:
+    """Tokens the training passed over: one epoch's tokens times the epochs it ran."""
+    per_epoch = sum(len(e["input_ids"]) for e in trainer.train_dataset.examples)
+    return int(round(per_epoch * float(trainer.state.epoch or 0)))
 
 
 def _steps(section: PrepareSection, n_examples: int) -> int:
@@ -264,7 +298,8 @@ def _parallel_threads(section: PrepareSection, steps: int) -> int:
     """Threads per process when target and retrain train side by side, 0 for one after the
     other. Side by side only where it is safe and pays: CPU training, no launcher (each rank
     would spawn its own pair), no DeepSpeed (its engine wants the whole process group), and a
-    run long enough to repay two fresh interpreters (~5 s each): >= 200 steps."""
+    run long enough to repay two fresh interpreters (~5 s each): >= 200 steps, or any
+    fine-tuning of a pretrained base model (one of its steps takes seconds on a CPU)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -274,7 +309,7 @@ def _parallel_threads(section: PrepareSection, steps: int) -> int:
     if section.parallel == "auto":
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if cores < 2 or distributed or section.train.get("deepspeed") \
-                or torch.cuda.is_available() or steps < 200:
+                or torch.cuda.is_available() or (steps < 200 and not section.base_model):
             return 0
     return max(1, cores // 2)
 
@@ -349,7 +384,11 @@ def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
     sync()
-    trainer.save_model(str(tmp))  # every rank: gathers ZeRO-3 partitions into full weights
+    if hasattr(trainer.model, "merge_and_unload"):  # prepare.lora: save the merged weights
+        if main:  # (the preflight refuses LoRA with DeepSpeed, so there is nothing to gather)
+            trainer.model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+    else:
+        trainer.save_model(str(tmp))  # every rank: gathers ZeRO-3 partitions into full weights
     sync()
     if main:
         tokenizer.save_pretrained(tmp)

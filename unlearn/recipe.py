@@ -24,6 +24,9 @@ class WorldSection:
     dir: str = "runs/demo/world"  # where the world lives (MUSE layout, see docs/world.md)
     seed: int = 0  # generator seed: same seed + size → byte-identical files
     size: Literal["tiny", "demo", "large"] = "demo"  # tiny = tests, demo = CPU, large = GPU
+    # Also write the same world in TOFU's layout here (`unlearn world --format tofu`): QA
+    # tables for `unlearn eval --benchmark tofu` and for methods trained on QA (DPO, AltPO)
+    tofu_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ class PrepareSection:
     # Fine-tune this pretrained model (spec: hub id, dir, .gguf, alias) instead of training a
     # tokenizer and a fresh Llama of shape `arch` from scratch.
     base_model: str | None = None
+    # Fine-tune `base_model` through LoRA adapters instead of every weight, then merge them
+    # into the weights before saving: target/ and retrain/ stay plain checkpoints that every
+    # method, metric and attack reads like MUSE's targets (its `merge` field is not read:
+    # prepare always merges). On this project's 2-core CPU, SmolLM2-135M trains ~1.4-1.6x
+    # more tokens per CPU-second with LoRA than fully (docs/results.md,
+    # tests/bench/bench_lora_vs_full.py). Needs base_model.
+    lora: LoraSection | None = None
     arch: ArchSection = field(default_factory=ArchSection)
     max_length: int = 256  # tokens per training chunk
     retain_splits: tuple[str, ...] = ("retain1", "retain2")  # raw splits both models see
@@ -73,9 +83,18 @@ class PrepareSection:
 class SplitRef:
     """One split of a MUSE-layout dataset."""
 
-    config: str = "raw"  # MUSE config (raw, privleak, scal, sust, ...)
+    config: str = "raw"  # MUSE config (raw, privleak, scal, sust, ...) or TOFU's (forget10, ...)
     split: str = "forget"
-    field: str = "text"  # text column
+    field: str = "text"  # text column (with prompt_field: the answer column)
+    # Question column of QA data (TOFU layout, e.g. `question`): each example is the question
+    # as a prompt plus `field` as the answer, trained on the answer only (open-unlearning's
+    # TOFU training). None: `field` is plain text, trained on every token.
+    prompt_field: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The columns an example is built from."""
+        return (self.field,) if self.prompt_field is None else (self.prompt_field, self.field)
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,9 @@ class DataSection:
     retain: SplitRef | None = field(default_factory=lambda: SplitRef("raw", "retain1"))
     max_length: int = 256  # tokens per example; longer texts are cut into chunks
     revision: str | None = None  # hub dataset revision
+    # How QA examples (prompt_field set) are written: plain = "Question: {q}\nAnswer: {a}" (the
+    # offline world's format), chat = the tokenizer's chat template (instruction-tuned models).
+    qa_template: Literal["plain", "chat"] = "plain"
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Each seed is the recipe with `seed: S` (model initialisation, data order, unlearning), its
 own output directory `output_dir/seed_S` and, when the recipe prepares its own models, its
-own `prepare.out_dir/seed_S` (paths under prepare.out_dir in `model:` follow). The world is
-shared: its generator seed (`world.seed`) is data, not training. Every seed's inputs are
+own `prepare.out_dir/seed_S` (paths under prepare.out_dir in `model:` follow) — unless
+`--same-models`: then every seed unlearns the one target prepared in `prepare.out_dir` (by the
+first seed's run), as MUSE evaluates methods on fixed targets, and only unlearning varies. The
+world is shared: its generator seed (`world.seed`) is data, not training. Every seed's inputs are
 checked before the first one trains; finished seeds are skipped with `--resume`; the report
 (`eval/muse/seeds.py`) is mean ± sd over the seeds, written to output_dir.
 """
@@ -32,10 +34,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def seed_overrides(rec, seed: int) -> list[str]:
-    """The `--set` overrides that turn `rec` into its run for `seed`."""
+def seed_overrides(rec, seed: int, same_models: bool = False) -> list[str]:
+    """The `--set` overrides that turn `rec` into its run for `seed`. same_models: every seed
+    unlearns the same prepared target (prepared once, by the first seed's run), as MUSE's
+    fixed targets; only the unlearning (data order, LoRA initialisation) varies."""
     out = [f"seed={seed}", f"output_dir={Path(rec.output_dir) / f'seed_{seed}'}"]
-    if rec.prepare is not None:
+    if rec.prepare is not None and not same_models:
         models = Path(rec.prepare.out_dir)
         out.append(f"prepare.out_dir={models / f'seed_{seed}'}")
         for key in ("target", "retrain"):
@@ -46,7 +50,8 @@ def seed_overrides(rec, seed: int) -> list[str]:
 
 
 def run_seeds(rec, recipe_path: str, overrides, seeds: list[int], *, dry_run: bool,
-              resume: bool, overwrite: bool, evaluate: bool) -> dict | None:
+              resume: bool, overwrite: bool, evaluate: bool,
+              same_models: bool = False) -> dict | None:
     from lethe.cli import is_main_process
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
@@ -57,7 +62,8 @@ def run_seeds(rec, recipe_path: str, overrides, seeds: list[int], *, dry_run: bo
     root = Path(rec.output_dir)
     if not dry_run:
         lock_output(root, "output_dir")  # one writer for the whole sweep
-    runs = {s: load_unlearn_recipe(recipe_path, list(overrides) + seed_overrides(rec, s))
+    runs = {s: load_unlearn_recipe(recipe_path,
+                                   list(overrides) + seed_overrides(rec, s, same_models))
             for s in seeds}
     todo = {s: r for s, r in runs.items() if not (resume and _finished(r, evaluate))}
     for seed, r in todo.items():  # every seed is checked before the first one trains

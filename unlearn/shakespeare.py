@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
+from typing import Literal
 
 from lethe.errors import LetheError
 from lethe.loading import package_dir
@@ -36,6 +37,10 @@ class ShakespeareSection:
     max_forget_chunks: int = 32  # cap per side so CPU fine-tuning stays feasible
     max_retain_chunks: int = 64
     seed: int = 0
+    # jsonl: {config}/{split}.jsonl plus Lethe's `facts` (who speaks which line, for `unlearn
+    # attack`); muse / muse-books: exactly the hub layout of muse-bench/MUSE-News / MUSE-Books
+    # (parquet + README.md, no facts; unlearn.hub_layout), read like the hub dataset.
+    format: Literal["jsonl", "muse", "muse-books"] = "jsonl"
 
 
 SPEAKER = re.compile(r"^([A-Z][A-Z' ,.-]+)\.$")  # "FIRST WITCH." on its own line
@@ -82,8 +87,9 @@ def chunks(text: str, chunk_chars: int) -> list[str]:
     return out
 
 
-def qa_pairs(text: str, rng: Random, n: int) -> list[dict]:
-    """Who-says questions on distinctive first lines (≥ 6 words, unique in the play)."""
+def spoken_lines(text: str, rng: Random, n: int) -> list[tuple[str, str]]:
+    """Up to `n` (line, speaker) pairs: distinctive first lines of speeches (≥ 6 words,
+    unique in the text), shuffled."""
     seen: dict[str, int] = {}
     cands = []
     for speaker, speech in speeches(text):
@@ -93,7 +99,37 @@ def qa_pairs(text: str, rng: Random, n: int) -> list[dict]:
             cands.append((first, speaker))
     cands = [(line, who) for line, who in cands if seen[line] == 1]
     rng.shuffle(cands)
-    return [{"question": f'Who says "{line}"?', "answer": who} for line, who in cands[:n]]
+    return cands[:n]
+
+
+# CounterFact-style phrasings of "who speaks this line" (the `facts` config, for extraction
+# attacks): `{}` is the line. The first is the fact's prompt, the others its paraphrases.
+FACT_PHRASINGS = ('In the play, the line "{}" is spoken by',
+                  'The words "{}" are said by',
+                  'Who says "{}"? It is said by',
+                  'The character who says "{}" is',
+                  '"{}" is a line spoken by')
+
+
+def facts(forget_pairs: list[tuple[str, str]], retain_pairs: list[tuple[str, str]],
+          rng: Random) -> dict[str, list[dict]]:
+    """{"forget": rows, "retain": rows} in the `facts` layout of `unlearn world` (subject,
+    relation, prompt, target_true, paraphrases, neighborhood, case_id); the neighbourhood of
+    a forget line is three retain-play lines, which unlearning should leave alone."""
+    def row(line, who, case_id, neighbours):
+        return {"subject": line, "relation": "speaker", "prompt": FACT_PHRASINGS[0],
+                "target_true": who, "paraphrases": list(FACT_PHRASINGS[1:]),
+                "neighborhood": [{"subject": s, "prompt": FACT_PHRASINGS[0].format(s),
+                                  "target": o} for s, o in neighbours],
+                "case_id": case_id}
+
+    out = {"forget": [], "retain": []}
+    for side, pairs in (("forget", forget_pairs), ("retain", retain_pairs)):
+        for line, who in pairs:
+            others = [p for p in retain_pairs if p[0] != line]
+            out[side].append(row(line, who, len(out["forget"]) + len(out["retain"]),
+                                 rng.sample(others, min(3, len(others)))))
+    return out
 
 
 def build(section: ShakespeareSection) -> dict[str, dict[str, list[dict]]]:
@@ -110,8 +146,10 @@ def build(section: ShakespeareSection) -> dict[str, dict[str, list[dict]]]:
     rng.shuffle(holdout)
     holdout = holdout[:len(forget)]
     # Questions only about passages that are trained on (the capped chunks).
-    forget_qa = qa_pairs("\n\n".join(forget), rng, 60)
-    retain_qa = qa_pairs("\n\n".join(retain), rng, 60)
+    forget_lines = spoken_lines("\n\n".join(forget), rng, 60)
+    retain_lines = spoken_lines("\n\n".join(retain), rng, 60)
+    forget_qa = [{"question": f'Who says "{line}"?', "answer": who} for line, who in forget_lines]
+    retain_qa = [{"question": f'Who says "{line}"?', "answer": who} for line, who in retain_lines]
     verb = []
     for t in forget:
         starts = [m.start() for m in re.finditer(r"\S+", t)]
@@ -130,6 +168,8 @@ def build(section: ShakespeareSection) -> dict[str, dict[str, list[dict]]]:
                      "holdout": rows(holdout)},
         "scal": {f"forget_{k}": rows(sum(parts[:k], [])) for k in range(1, 5)},
         "sust": {f"forget_{k}": rows(parts[k - 1]) for k in range(1, 5)},
+        # the evaluation questions' lines, as facts (the ICL lines stay out of them)
+        "facts": facts(forget_lines[10:], retain_lines[10:], rng),
     }
 
 
@@ -165,16 +205,22 @@ def _write(section: ShakespeareSection, out: Path) -> None:
     data = build(section)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a killed run (we hold the lock)
-    for config, splits in data.items():
-        for split, items in splits.items():
-            path = tmp / config / f"{split}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items),
-                            encoding="utf-8")
+    if section.format == "jsonl":
+        for config, splits in data.items():
+            for split, items in splits.items():
+                path = tmp / config / f"{split}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in items), encoding="utf-8")
+    else:  # exactly MUSE's hub layout (no facts: not part of its schema)
+        from unlearn.hub_layout import write_hub_files
+
+        write_hub_files(data, tmp, layout=section.format,
+                        title=f"Shakespeare: forget {section.forget_play}")
     (tmp / "corpus.json").write_text(json.dumps(
         {"generator": "lethe-shakespeare", "forget_play": section.forget_play,
          "retain_plays": list(section.retain_plays),
-         "holdout_plays": list(section.holdout_plays),
+         "holdout_plays": list(section.holdout_plays), "format": section.format,
          "counts": {c: {s: len(v) for s, v in sp.items()} for c, sp in data.items()}},
         indent=2))
     if out.exists():

@@ -81,6 +81,13 @@ class World:
     data: dict  # config -> split -> list of rows, in MUSE's layout
     metadata: dict  # what world.json holds
     entities: dict = field(default_factory=dict)  # group -> entity names (audits, tests)
+    # group -> the question-answer pairs its documents and sheets carry (trained where the
+    # group is), each {"question", "answer", "attr" (e.g. "person.birthplace"), "subject"};
+    # the TOFU layout (unlearn/world_tofu.py) is built from these. Not written to disk.
+    qa: dict = field(default_factory=dict)
+    # "kind.attr" -> every value that attribute takes anywhere in the world, sorted (wrong
+    # answers of the same type for TOFU's perturbed answers)
+    qa_pools: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,7 +541,19 @@ def generate_world(spec: WorldSpec) -> World:
         "chars": {c: {s: sum(len(v) for r in rows for v in r.values() if isinstance(v, str))
                       for s, rows in splits.items()} for c, splits in data.items()},
     }
-    return World(spec=spec, data=data, metadata=metadata, entities=names)
+    return World(spec=spec, data=data, metadata=metadata, entities=names, qa=qa.records(),
+                 qa_pools=_qa_pools(groups))
+
+
+def _qa_pools(groups: dict) -> dict[str, list[str]]:
+    """"kind.attr" -> the sorted values of that attribute over every entity of the world."""
+    pools: dict[str, set] = {}
+    for g in GROUPS:
+        for kind in ("person", "place", "work"):
+            for e in groups[g][kind]:
+                for attr, ans in _qa_candidates(kind, e):
+                    pools.setdefault(f"{kind}.{attr}", set()).add(ans)
+    return {k: sorted(v) for k, v in sorted(pools.items())}
 
 
 def _entities(spec: WorldSpec, size: SizeSpec) -> dict[str, dict]:
@@ -593,6 +612,7 @@ class _KnowMem:
         self.rng = _rng(spec, "knowmem")
         self.size, self.groups, self.docs, self.subjects = size, groups, docs, subjects
         self.owner: dict[str, tuple[str, str]] = {}  # question -> (group, subject)
+        self.attr_of: dict[str, str] = {}  # question -> "kind.attr" (bookkeeping only)
         self.qa_of: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (group, subject) -> qa
         self.r_icl, self.r_eval = _split_qa(self.candidates(("retain1", "retain2")), self.rng,
                                             size.n_icl, size.max_qa)
@@ -600,7 +620,17 @@ class _KnowMem:
         self.retain_docs = docs["retain1"] + docs["retain2"]
         self.f_icl, self.f_eval = self.selected("forget")
         self.attach(self.f_icl + self.f_eval)
-        self.attach(sum(self.selected("holdout"), []))  # selected as forget, never evaluated
+        self.holdout = sum(self.selected("holdout"), [])  # selected as forget, never evaluated
+        self.attach(self.holdout)
+
+    def records(self) -> dict[str, list[dict]]:
+        """group -> its attached pairs (forget: demonstrations first, then evaluation pairs)."""
+        out: dict[str, list[dict]] = {g: [] for g in GROUPS}
+        for q, a in self.f_icl + self.f_eval + self.r_icl + self.r_eval + self.holdout:
+            g, subject = self.owner[q]
+            out[g].append({"question": q, "answer": a, "attr": self.attr_of[q],
+                           "subject": subject})
+        return out
 
     def candidates(self, group_names: tuple[str, ...]) -> list[tuple[str, str]]:
         out = []
@@ -611,6 +641,7 @@ class _KnowMem:
                     for attr, ans in _qa_candidates(kind, e):
                         q = self.rng.choice(QUESTIONS[f"{kind}.{attr}"]).format(s=subject)
                         self.owner[q] = (g, subject)
+                        self.attr_of[q] = f"{kind}.{attr}"
                         out.append((q, ans))
         return out
 
@@ -725,18 +756,37 @@ def _render(world: World) -> dict[str, str]:
     return files
 
 
+def _fill(world: World, tmp: Path, layout: str) -> None:
+    """Write the world's files into the (new, empty) directory `tmp`."""
+    files = _render(world)
+    if layout != "jsonl":
+        from unlearn.hub_layout import write_hub_files
+
+        write_hub_files(world.data, tmp, layout=layout,
+                        title=f"Lethe benchmark world ({world.metadata['size']}, "
+                              f"seed {world.metadata['seed']})")
+        files = {"world.json": files["world.json"]}
+    for rel, content in files.items():
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8", newline="\n")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def write_world(world: World, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def write_world(world: World, out_dir: str | Path, *, overwrite: bool = False,
+                layout: str = "jsonl") -> Path:
     """Write `world` under `out_dir` (MUSE layout + world.json); returns `out_dir`.
 
-    Refuses a non-empty `out_dir` unless `overwrite`. Files are written into a temporary
-    directory beside `out_dir` that then replaces it, so a failure leaves any earlier output
-    untouched.
+    layout: "jsonl" (`{config}/{split}.jsonl`, with Lethe's `facts`), or a hub layout of
+    `unlearn.hub_layout.LAYOUTS` ("muse" = muse-bench/MUSE-News's parquet files and card,
+    "muse-books"). Refuses a non-empty `out_dir` unless `overwrite`. Files are written into a
+    temporary directory beside `out_dir` that then replaces it, so a failure leaves any
+    earlier output untouched.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -749,10 +799,7 @@ def write_world(world: World, out_dir: str | Path, *, overwrite: bool = False) -
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; give it a normal dir's mode
     old = None
     try:
-        for rel, content in _render(world).items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8", newline="\n")
+        _fill(world, tmp, layout)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "world")  # move the previous output aside, then swap

@@ -49,17 +49,20 @@ def rewrite(input_file, output, recipe_path, overrides, overwrite, on_error, sco
     (earlier dialogue turns). Rerunning with the same -o resumes: ids already written are
     skipped (a line torn by a kill is dropped first). '-' reads standard input.
     """
-    from detox import io
-    from detox.preflight import check_rewrite, check_rewrite_input
     from detox.rewrite.recipe import load_rewrite_recipe
     from lethe.locks import lock_output
-    from lethe.preflight import Preflight
-    from lethe.recipe import dump_yaml
 
     recipe = load_rewrite_recipe(recipe_path, overrides)
     with_scores = scores or recipe.scores
     if output != "-" and not dry_run:  # one writer per output, held until the last line;
-        lock_output(output, "output")  # taken before anything reads the output for resume
+        lock_output(output, "output")  # taken before anything reads the output for resume,
+    # and before the imports below (torch, transformers: seconds), so a second writer is
+    # refused at once
+    from detox import io
+    from detox.preflight import check_rewrite, check_rewrite_input
+    from lethe.preflight import Preflight
+    from lethe.recipe import dump_yaml
+
     pf = Preflight("detox rewrite")  # every problem below is reported together, exit 2
     if not check_rewrite(pf, recipe, input_file=input_file, output=output, overwrite=overwrite,
                          with_scores=with_scores):

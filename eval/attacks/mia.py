@@ -15,6 +15,15 @@ Scores (logprobs = log p(x_t | x_<t) for t ≥ 1, see `lethe.lm.LM.token_scores`
 - `min_k_pp`   Min-K%++ (Zhang et al. 2024): per token z_t = (log p(x_t|x_<t) − μ_t) / σ_t,
                μ_t and σ_t the mean and std of log p(z|x_<t) over z ~ p(·|x_<t); the score
                is −mean of the ⌊k·n⌋ lowest z_t (negated to follow the convention above).
+- `ref`        reference-model likelihood ratio: loss(text) − loss_ref(text), the per-token log
+               of p_ref(x)/p(x) (Carlini et al. 2021 compare against a reference model;
+               Mireshghallah et al. 2022 and open-unlearning's ReferenceAttack use this
+               difference). Needs a reference model (`score_texts(reference=LM)`), e.g. a base
+               model trained on neither group; computed only when one is given.
+- `gradnorm`   GradNorm: the mean over parameter tensors W of ‖∇_W loss(text)‖_p (p = 2 by
+               default), one backward pass per text (open-unlearning's GradNormAttack, after
+               Wang et al. 2024, arXiv:2402.17012: a text the model was trained on sits near
+               a minimum, so its gradient is small). Costly: computed only when named.
 """
 
 from __future__ import annotations
@@ -125,6 +134,8 @@ class TextRecord:
     text: str
     scores: TokenScores  # of the text itself, with moments
     lower: TokenScores | None = None  # of text.lower(), for the lowercase ratio
+    ref: TokenScores | None = None  # of the text under the reference model (`ref`)
+    grad_norm: float | None = None  # GradNorm of the text (`gradnorm`)
 
 
 @dataclass(frozen=True)
@@ -133,18 +144,28 @@ class MiaScore:
     label: Callable[[float], str]  # display name given k, e.g. "Min-40%"
     fn: Callable[[TextRecord, float], float]  # (record, k) -> score
     needs_lowercase: bool = False
+    # What beyond the model's token scores it needs: None, "reference" (a reference model's
+    # scores; computed by default when one is given) or "gradients" (a backward pass per text;
+    # computed only when named)
+    needs: str | None = None
 
 
 MIA_SCORES: dict[str, MiaScore] = {}
 
 
 def register_mia(name: str, label: Callable[[float], str] | str, *,
-                 needs_lowercase: bool = False):
+                 needs_lowercase: bool = False, needs: str | None = None):
     def deco(fn):
         MIA_SCORES[name] = MiaScore(name, label if callable(label) else (lambda k, s=label: s),
-                                    fn, needs_lowercase)
+                                    fn, needs_lowercase, needs)
         return fn
     return deco
+
+
+def default_mia_names(reference: bool) -> list[str]:
+    """The scores computed when none are named: all but GradNorm, `ref` only with a reference."""
+    return [n for n, m in MIA_SCORES.items()
+            if m.needs is None or (m.needs == "reference" and reference)]
 
 
 @register_mia("loss", "Loss")
@@ -172,17 +193,47 @@ def _min_k_pp(rec: TextRecord, k: float) -> float:
     return min_k_plus_plus_score(rec.scores.logprobs, rec.scores.mean, rec.scores.std, k)
 
 
+@register_mia("ref", "Reference", needs="reference")
+def _reference(rec: TextRecord, k: float) -> float:
+    return reference_score(rec.scores.logprobs, rec.ref.logprobs)
+
+
+@register_mia("gradnorm", "GradNorm", needs="gradients")
+def _gradnorm(rec: TextRecord, k: float) -> float:
+    return float(rec.grad_norm)
+
+
+def reference_score(logprobs: np.ndarray, ref_logprobs: np.ndarray) -> float:
+    """loss(text) − loss_ref(text): higher when the model finds the text more surprising than
+    the reference does (a non-member)."""
+    return loss_score(logprobs) - loss_score(ref_logprobs)
+
+
+
 def score_texts(lm, texts: Sequence[str], *, k: float = 0.4, batch_size: int = 8,
-                names: Sequence[str] | None = None, desc: str = "MIA") -> dict[str, np.ndarray]:
-    """Every registered MIA score (or `names`) of each text: {name: (len(texts),)}."""
-    names = list(names or MIA_SCORES)
+                names: Sequence[str] | None = None, desc: str = "MIA", reference=None,
+                grad_p: float = 2.0) -> dict[str, np.ndarray]:
+    """MIA scores of each text: {name: (len(texts),)}, for `names` or `default_mia_names`.
+
+    `reference`: a `lethe.lm.LM` whose token scores the `ref` score compares with."""
+    names = list(names or default_mia_names(reference is not None))
+    if "ref" in names and reference is None:
+        from lethe.errors import LetheError
+
+        raise LetheError("the `ref` MIA score needs a reference model: pass --reference MODEL "
+                         "(e.g. the base model before fine-tuning) or leave ref out of --mia")
     texts = list(texts)
     scores = lm.token_scores(texts, batch_size, moments=True, desc=desc)
-    lower = None
+    lower = ref = norms = None
     if any(MIA_SCORES[n].needs_lowercase for n in names):
         lower = lm.token_scores([t.lower() for t in texts], batch_size, moments=False,
                                 desc=f"{desc} (lowercase)")
-    records = [TextRecord(t, s, lower[i] if lower else None)
+    if "ref" in names:
+        ref = reference.token_scores(texts, batch_size, moments=False, desc=f"{desc} (reference)")
+    if "gradnorm" in names:
+        norms = lm.grad_norms(texts, p=grad_p, desc=f"{desc} (GradNorm)")
+    records = [TextRecord(t, s, lower[i] if lower else None, ref[i] if ref else None,
+                          norms[i] if norms else None)
                for i, (t, s) in enumerate(zip(texts, scores))]
     return {n: np.array([MIA_SCORES[n].fn(r, k) for r in records], dtype=np.float64)
             for n in names}

@@ -147,12 +147,18 @@ def privleak_from_scores(forget: dict[str, np.ndarray], holdout: dict[str, np.nd
 def privleak(lm, forget_texts: Sequence[str], holdout_texts: Sequence[str], *,
              retrain: RetrainReference | str, k: float = 0.4, batch_size: int = 8,
              confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
-             seed: int = 0) -> Score:
-    """Score both groups with every MIA score, then `privleak_from_scores`."""
+             seed: int = 0, names: Sequence[str] | None = None, reference=None,
+             grad_p: float = 2.0) -> Score:
+    """Score both groups with the MIA scores (`names`, default: every one that needs nothing
+    more than the model, plus `ref` when a `reference` LM is given), then
+    `privleak_from_scores`. Min-K% (PrivLeak's own score) is always computed."""
     groups = {}
+    if names is not None:
+        names = list(dict.fromkeys([HEADLINE, *names]))
     for group, texts in (("forget", forget_texts), ("holdout", holdout_texts)):
         try:
-            groups[group] = score_texts(lm, texts, k=k, batch_size=batch_size,
+            groups[group] = score_texts(lm, texts, k=k, batch_size=batch_size, names=names,
+                                        reference=reference, grad_p=grad_p,
                                         desc=f"PrivLeak {group}")
         except ValueError as err:
             short = [i for i, ids in enumerate(lm.encode(texts)) if len(ids) < 2]
@@ -172,4 +178,5 @@ def _privleak(ctx: MetricContext) -> Score:
     return privleak(ctx.lm, ctx.tables["privleak/forget"]["text"],
                     ctx.tables["privleak/holdout"]["text"], retrain=ctx.reference, k=s.min_k,
                     batch_size=s.batch_size, confidence=s.confidence,
-                    n_resamples=s.n_resamples, seed=s.seed)
+                    n_resamples=s.n_resamples, seed=s.seed, names=s.mia,
+                    reference=ctx.mia_reference, grad_p=s.grad_p)

@@ -20,13 +20,40 @@ ROLE_COLORS = {"target": "#7f7f7f", "model": "#1f77b4", "retrain": "#2ca02c"}
 IDEAL_LINE = {"zero": 0.0}  # criteria with a fixed ideal value get a solid line there
 
 
-def _cell(score: dict | None) -> str:
+def _cell(score: dict | None, fmt: str = ".1f") -> str:
     if not score or score.get("value") is None:
         return "–"
     v, lo, hi = score["value"], score.get("ci_low"), score.get("ci_high")
     if lo is None or hi is None:
-        return f"{v:.1f}"
-    return f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
+        return f"{v:{fmt}}"
+    return f"{v:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _benchmarks(results: dict) -> list[str]:
+    """The benchmarks the report's metrics belong to, in column order."""
+    crit = results["criteria"]
+    return list(dict.fromkeys(crit[m].get("benchmark", "muse") for m in results["metrics"]))
+
+
+def _notes(results: dict) -> list[str]:
+    s, metrics = results["settings"], results["metrics"]
+    notes = [f"Data: `{results['data']['source']}`"
+             + (f" @ {results['data']['revision']}" if results["data"].get("revision") else "")]
+    interval = (f"[low, high] = {s['confidence']:.0%} percentile bootstrap interval "
+                f"({s['n_resamples']} resamples, seed {results['seed']})")
+    if "muse" in _benchmarks(results):
+        notes.append(f"MUSE values × 100 except PrivLeak (a relative AUC difference in %); "
+                     f"{interval}")
+    if "tofu" in _benchmarks(results):
+        notes.append(f"TOFU values in [0, 1] ({s.get('forget_split', 'forget10')}, "
+                     f"{s.get('qa_template', 'plain')} prompts); {interval}")
+        if "forget_quality" in metrics:
+            notes.append("FQ = p-value of a two-sample KS test between the model's and the "
+                         "retain model's forget-set truth ratios (no interval)")
+        if "model_utility" in metrics:
+            notes.append("MU = harmonic mean of probability, ROUGE-L recall and truth ratio on "
+                         "retain, real authors and world facts (no interval)")
+    return notes
 
 
 def render_markdown(results: dict) -> str:
@@ -40,17 +67,15 @@ def render_markdown(results: dict) -> str:
         step = steps.get(row["label"])
         where = (f"{step['split']} ({step['n_words']} words)" if step else "–")
         rows.append([row["label"], row["role"]] + ([where] if steps else [])
-                    + [_cell(row["scores"].get(m)) for m in metrics])
+                    + [_cell(row["scores"].get(m), crit[m].get("format", ".1f"))
+                       for m in metrics])
     s = results["settings"]
-    lines = ["# MUSE evaluation", ""]
+    title = " + ".join(b.upper() for b in _benchmarks(results))
+    lines = [f"# {title} evaluation", ""]
     if not results.get("complete", True):
         lines += [f"**Incomplete run**: {len(results['models'])} model(s) evaluated so far.", ""]
     lines += [markdown_table(header, rows)]
-    notes = [f"Data: `{results['data']['source']}`"
-             + (f" @ {results['data']['revision']}" if results["data"].get("revision") else ""),
-             f"values × 100 except PrivLeak (a relative AUC difference in %); "
-             f"[low, high] = {s['confidence']:.0%} percentile bootstrap interval "
-             f"({s['n_resamples']} resamples, seed {results['seed']})"]
+    notes = _notes(results)
     ref = results.get("retrain_reference")
     if ref and "privleak" in metrics:
         k = s["min_k"]
@@ -65,7 +90,35 @@ def render_markdown(results: dict) -> str:
     if s.get("limit"):
         notes.append(f"smoke run: only the first {s['limit']} rows of each split")
     lines += [""] + [f"- {n}" for n in notes] + [""]
+    lines += _harness_table(results)
     return "\n".join(lines)
+
+
+def _harness_table(results: dict) -> list[str]:
+    """results.md's lm-evaluation-harness section (rows: models; columns: task/metric)."""
+    from eval.lm_harness import harness_columns
+
+    rows = results["models"]
+    cols = harness_columns(rows)
+    if not cols:
+        return []
+    body = []
+    for row in rows:
+        scores = row.get("lm_eval") or {}
+        cells = []
+        for task, metric in cols:
+            value = (scores.get(task) or {}).get(metric)
+            err = (scores.get(task) or {}).get(f"{metric}_stderr")
+            cells.append("–" if value is None else f"{value:.3f}" + (
+                f" ± {err:.3f}" if isinstance(err, float) and err == err else ""))
+        body.append([row["label"], row["role"]] + cells)
+    settings = results.get("lm_eval") or {}
+    header = ["model", "role"] + [f"{t} {m}" for t, m in cols]
+    return ["## lm-evaluation-harness", "", markdown_table(header, body), "",
+            f"- tasks {', '.join(settings.get('tasks', []))}; ± = the harness's standard "
+            f"error; limit {settings.get('limit')}, few-shot "
+            f"{settings.get('num_fewshot') if settings.get('num_fewshot') is not None else 'task default'}",
+            ""]
 
 
 def plot_results(results: dict):
@@ -85,7 +138,7 @@ def plot_results(results: dict):
         if proto:
             _plot_steps(ax, rows, m, proto)
         else:
-            _plot_bars(ax, rows, m)
+            _plot_bars(ax, rows, m, info.get("format", ".1f"))
         for role in ("target", "retrain"):
             if refs.get(role) is not None:
                 ax.axhline(refs[role], color=ROLE_COLORS[role], linestyle="--", linewidth=1,
@@ -93,13 +146,13 @@ def plot_results(results: dict):
         if info["direction"] in IDEAL_LINE:
             ax.axhline(IDEAL_LINE[info["direction"]], color="black", linewidth=0.8,
                        label="ideal")
-        _set_limits(ax, rows, m, info["direction"])
+        _set_limits(ax, rows, m, info)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("MUSE criteria (arrows: desired direction; whiskers: bootstrap CI)",
-                 fontsize=10)
+    fig.suptitle(f"{' + '.join(b.upper() for b in _benchmarks(results))} criteria (arrows: "
+                 f"desired direction; whiskers: bootstrap CI)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -125,7 +178,7 @@ def _plot_steps(ax, rows, m: str, proto: dict) -> None:
     ax.set_xlabel(PROTOCOLS[proto["name"]].x_label, fontsize=8)
 
 
-def _plot_bars(ax, rows, m: str) -> None:
+def _plot_bars(ax, rows, m: str, fmt: str = ".1f") -> None:
     """One bar per model row (coloured by role) with its CI whiskers and value."""
     for i, r in enumerate(rows):
         sc = r["scores"].get(m)
@@ -137,20 +190,29 @@ def _plot_bars(ax, rows, m: str) -> None:
             err = [[v - sc["ci_low"]], [sc["ci_high"] - v]]
         bars = ax.bar(i, v, yerr=err, color=ROLE_COLORS.get(r["role"], "#1f77b4"), capsize=3,
                       width=0.7)
-        ax.bar_label(bars, labels=[f"{v:.1f}"], fontsize=7, padding=2)
+        ax.bar_label(bars, labels=[f"{v:{fmt}}"], fontsize=7, padding=2)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=8)
 
 
-def _set_limits(ax, rows, metric: str, direction: str) -> None:
-    """ROUGE-based criteria live on [0, 100]; PrivLeak around 0. Leave room for labels."""
+def _set_limits(ax, rows, metric: str, info: dict) -> None:
+    """MUSE's ROUGE-based criteria live on [0, 100], TOFU's on [0, 1], p-values on a log
+    axis; PrivLeak around 0. Leave room for labels."""
+    direction = info["direction"]
     vals = []
     for r in rows:
         sc = r["scores"].get(metric) or {}
         vals += [sc[k] for k in ("value", "ci_low", "ci_high") if sc.get(k) is not None]
     if not vals:
         return
+    if info.get("log_axis"):
+        ax.set_yscale("log")
+        ax.set_ylim(max(min(vals), 1e-300) / 10, 2.0)
+        return
     lo, hi = min(vals + [0.0]), max(vals + [0.0])
+    if info.get("benchmark") == "tofu":
+        ax.set_ylim(0, max(hi * 1.15, 1.05))
+        return
     if direction in IDEAL_LINE:  # PrivLeak: show both sides of the ideal
         span = max(hi - lo, 10.0)
         ax.set_ylim(lo - 0.12 * span, hi + 0.12 * span)

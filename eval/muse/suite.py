@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from eval.muse.privleak import RetrainReference, resolve_retrain_auc
 from eval.muse.protocols import protocol_steps
-from eval.muse.registry import MetricContext, SuiteSettings
+from eval.muse.registry import MetricContext, SuiteSettings, benchmarks, register_benchmark
 from eval.muse.registry import metrics as registered
 from lethe.errors import LetheError
 from lethe.lm import LM
@@ -42,6 +42,7 @@ SCHEMA = "lethe.muse-eval/1"
 DEFAULT_METRICS = ("verbmem_f", "knowmem_f", "privleak", "knowmem_r")  # MUSE's C1-C4 order
 # MUSE measures verbatim memorisation on the forget set only, and its papers call it VerbMem.
 ALIASES = {"verbmem": "verbmem_f"}
+register_benchmark("muse", DEFAULT_METRICS)
 ROLES = ("target", "model", "retrain")  # also the row order of the report
 
 
@@ -111,18 +112,26 @@ def as_entry(item, role: str = "model") -> ModelEntry:
 # checks and data
 
 
-def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool) -> list[str]:
-    """Validate metric names (comma-separated string or list); default: MUSE's four.
+def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool,
+                    have_retrain_model: bool | None = None, benchmark: str = "muse") -> list[str]:
+    """Validate metric names (comma-separated string or list); default: the benchmark's
+    (MUSE's four, or TOFU's). `have_retrain_model` defaults to `have_reference`.
 
-    With no retrain reference the default leaves PrivLeak out (logged); asking for it
-    explicitly is an error.
+    With no retrain reference the default leaves PrivLeak (and TOFU's forget quality, which
+    needs a retrain model) out, logged; asking for them explicitly is an error.
     """
+    have_model = have_reference if have_retrain_model is None else have_retrain_model
+    if benchmark not in benchmarks():
+        raise LetheError(f"unknown benchmark {benchmark!r}; choose one of "
+                         f"{', '.join(sorted(benchmarks()))}")
     if names is None or names == "" or names == []:
-        chosen = [m for m in DEFAULT_METRICS
-                  if have_reference or not registered()[m].needs_reference]
-        if len(chosen) < len(DEFAULT_METRICS):
-            log.warning("privleak skipped: it needs a retrain reference (--retrain MODEL or "
-                        "--retrain-auc)")
+        defaults = benchmarks()[benchmark]
+        chosen = [m for m in defaults if _available(m, have_reference, have_model)]
+        for m in defaults:
+            if m not in chosen:
+                log.warning("%s skipped: it needs a retrain model (--retrain MODEL)%s", m,
+                            "" if registered()[m].needs_retrain_model else
+                            " or --retrain-auc")
         return chosen
     if isinstance(names, str):
         names = [n for n in (p.strip() for p in names.split(",")) if n]
@@ -138,7 +147,18 @@ def resolve_metrics(names: str | Sequence[str] | None, *, have_reference: bool) 
         raise LetheError(f"{needing[0]} needs a retrain reference: pass --retrain MODEL or "
                          f"--retrain-auc (a number in (0, 1] or muse-news / muse-books), or "
                          f"leave {needing[0]} out of --metrics")
+    needing = [n for n in names if registered()[n].needs_retrain_model]
+    if needing and not have_model:
+        raise LetheError(f"{needing[0]} compares with the retrain model's own scores: pass "
+                         f"--retrain MODEL (TOFU's retain model), or leave {needing[0]} out "
+                         f"of --metrics")
     return list(dict.fromkeys(names))
+
+
+def _available(name: str, have_reference: bool, have_model: bool) -> bool:
+    m = registered()[name]
+    return (have_reference or not m.needs_reference) and (have_model or
+                                                          not m.needs_retrain_model)
 
 
 def _fingerprint(columns: dict[str, list]) -> str:
@@ -149,7 +169,7 @@ def _fingerprint(columns: dict[str, list]) -> str:
     return h.hexdigest()[:16]
 
 
-def _refuse_empty_local_split(data: str, sp) -> None:
+def _refuse_empty_local_split(data: str, sp) -> None:  # sp: a resolved Split
     """An empty local split file makes `datasets` fail with a bare StopIteration; say what it
     is instead (a hub split with no rows is caught by load_table itself)."""
     base = Path(str(data)).expanduser() / sp.config
@@ -167,9 +187,10 @@ def load_suite_data(data: str, metrics: Iterable[str], *, settings: SuiteSetting
     """Every table the metrics read, as {"config/split": {column: list}}, plus identifiers."""
     tables, info = {}, {}
     for name in metrics:
-        for sp in registered()[name].splits:
-            if sp.key in tables:
+        for declared in registered()[name].splits:
+            if declared.key in tables:
                 continue
+            sp = declared.resolved(settings)  # TOFU's {forget} → forget10, ...
             _refuse_empty_local_split(data, sp)
             ds = load_table(data, config=sp.config, split=sp.split, columns=sp.columns,
                             revision=revision)
@@ -177,7 +198,7 @@ def load_suite_data(data: str, metrics: Iterable[str], *, settings: SuiteSetting
             n = len(ds)
             if sp.limited and settings.limit:
                 cols = {c: v[:settings.limit] for c, v in cols.items()}
-            tables[sp.key] = cols
+            tables[declared.key] = cols
             info[sp.key] = {"rows": n, "rows_used": len(cols[sp.columns[0]]),
                             "sha256_16": _fingerprint(cols)}
     local = Path(str(data)).expanduser()
@@ -196,14 +217,20 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
                     retrain_auc: float | str | RetrainReference | None = None,
                     settings: SuiteSettings | None = None, batch_size: int | None = None,
                     out_dir: str | Path | None = None, protocol: str | None = None,
-                    data_revision: str | None = None) -> dict:
-    """Evaluate `models` (plus `target` and `retrain`, if given) on the MUSE world `data`.
+                    data_revision: str | None = None, benchmark: str = "muse",
+                    mia_reference: ModelEntry | tuple | None = None, harness=None) -> dict:
+    """Evaluate `models` (plus `target` and `retrain`, if given) on the benchmark `data`.
 
-    `retrain` is a model evaluated as a row whose Min-K% AUC becomes PrivLeak's reference;
-    `retrain_auc` is that reference given directly (a number in (0, 1], "muse-news",
-    "muse-books"); give at most one. `protocol` ("scal" | "sust") marks `models` as the
-    checkpoints of forget_1..N in order. With `out_dir`, results.json/.md/.png are (re)written
-    after every model, so an interrupted run keeps what it finished. Returns the results dict.
+    `retrain` is a model evaluated as a row whose Min-K% AUC becomes PrivLeak's reference (and
+    whose truth ratios TOFU's forget quality compares with); `retrain_auc` is PrivLeak's
+    reference given directly (a number in (0, 1], "muse-news", "muse-books"); give at most
+    one. `protocol` ("scal" | "sust") marks `models` as the checkpoints of forget_1..N in
+    order. `benchmark` picks the default metrics (muse | tofu). `mia_reference`: a model kept
+    loaded for the whole run, the `ref` MIA score's reference. `harness`: an
+    `eval.lm_harness.HarnessSettings`; each model also runs those lm-evaluation-harness tasks
+    (row["lm_eval"]). With `out_dir`,
+    results.json/.md/.png are (re)written after every model, so an interrupted run keeps what
+    it finished. Returns the results dict.
     """
     settings = settings or SuiteSettings()
     if batch_size is not None:
@@ -216,25 +243,63 @@ def evaluate_models(models: Sequence[ModelEntry | tuple], data: str,
                  as_entry(target, "target") if target is not None else None,
                  as_entry(retrain, "retrain") if retrain is not None else None)
     names = resolve_metrics(metrics, have_reference=reference is not None or
-                            rows.retrain is not None)
+                            rows.retrain is not None, have_retrain_model=rows.retrain is not None,
+                            benchmark=benchmark)
     tables, data_info = load_suite_data(data, names, settings=settings, revision=data_revision)
     steps = (protocol_steps(protocol, data, [e.label for e in rows.models],
                             revision=data_revision) if protocol else None)
     results = _results_skeleton(names, settings, data_info, reference)
     results["protocol"] = {"name": protocol, "steps": steps} if protocol else None
-    # The retrain model first: PrivLeak of every other model needs its AUC.
-    done = {}
-    for entry in rows.evaluation_order():
-        ref = "self" if entry is rows.retrain else reference
-        done[entry.label], scores = _evaluate_one(entry, names, tables, settings, ref)
-        if entry is rows.retrain and "privleak" in scores:
-            reference = RetrainReference.from_score(scores["privleak"], entry.label)
-            results["retrain_reference"] = _reference_info(reference)
-        results["models"] = [done[e.label] for e in rows.report_order() if e.label in done]
-        _write(results, out_dir)
+    results["benchmark"] = benchmark
+    extra = {"harness": _harness(harness, results)}
+    with _reference_lm(mia_reference, settings) as extra["mia_reference"]:
+        if extra["mia_reference"] is not None:
+            results["mia_reference"] = as_entry(mia_reference).identity
+        _evaluate_rows(rows, names, tables, settings, reference, extra, results, out_dir)
     results["complete"] = True
     _write(results, out_dir)
     return results
+
+
+def _harness(harness, results: dict):
+    """(settings, task manager) of the lm-evaluation-harness tasks, checked before any model
+    is loaded, or None."""
+    if harness is None:
+        return None
+    from eval.lm_harness import task_manager
+
+    results["lm_eval"] = asdict(harness)
+    return harness, task_manager(harness)
+
+
+def _evaluate_rows(rows, names, tables, settings, reference, extra, results, out_dir):
+    """Every row in evaluation order (the retrain model first: PrivLeak's AUC and TOFU's
+    forget quality of every other model need its scores); the report after each."""
+    done, retrain_scores = {}, None
+    for entry in rows.evaluation_order():
+        own = entry is rows.retrain
+        ctx = {"reference": "self" if own else reference,
+               "retrain": "self" if own else retrain_scores,
+               "mia_reference": extra["mia_reference"]}
+        done[entry.label], scores = _evaluate_one(entry, names, tables, settings, ctx,
+                                                  extra["harness"])
+        if own:
+            retrain_scores = scores
+            if "privleak" in scores:
+                reference = RetrainReference.from_score(scores["privleak"], entry.label)
+                results["retrain_reference"] = _reference_info(reference)
+        results["models"] = [done[e.label] for e in rows.report_order() if e.label in done]
+        _write(results, out_dir)
+
+
+@contextlib.contextmanager
+def _reference_lm(entry, settings: SuiteSettings):
+    """The `ref` MIA score's reference model as an LM, loaded once for the whole run."""
+    if entry is None:
+        yield None
+        return
+    with as_entry(entry).loaded() as (model, tokenizer):
+        yield LM(model, tokenizer, max_length=settings.max_length, progress=settings.progress)
 
 
 @dataclass
@@ -271,7 +336,9 @@ def _results_skeleton(names: list[str], settings: SuiteSettings, data_info: dict
         "data": data_info,
         "metrics": names,
         "criteria": {n: {"title": table[n].title, "column": table[n].column,
-                         "criterion": table[n].criterion, "direction": table[n].direction}
+                         "criterion": table[n].criterion, "direction": table[n].direction,
+                         "benchmark": table[n].benchmark, "format": table[n].fmt,
+                         "log_axis": table[n].log_axis}
                      for n in names},
         "settings": asdict(settings),
         "seed": settings.seed,
@@ -296,7 +363,7 @@ def _reference_info(ref: RetrainReference | None) -> dict | None:
 
 
 def _evaluate_one(entry: ModelEntry, names: list[str], tables, settings: SuiteSettings,
-                  reference) -> tuple[dict, dict]:
+                  context: dict, harness=None) -> tuple[dict, dict]:
     """The report row of one model, and its `Score` objects by metric name."""
     scores = {}
     row = {"label": entry.label, "role": entry.role, "identity": entry.identity, "scores": {},
@@ -304,15 +371,21 @@ def _evaluate_one(entry: ModelEntry, names: list[str], tables, settings: SuiteSe
     log.info("evaluating %s (%s)", entry.label, entry.role)
     with entry.loaded() as (model, tokenizer):
         lm = LM(model, tokenizer, max_length=settings.max_length, progress=settings.progress)
+        shared = MetricContext(lm, tables, settings, **context)  # one cache per model
         for name in names:
             start = time.perf_counter()
-            score = scores[name] = registered()[name].compute(
-                MetricContext(lm, tables, settings, reference))
+            score = scores[name] = registered()[name].compute(shared)
             row["seconds"][name] = round(time.perf_counter() - start, 3)
             row["scores"][name] = score.to_dict()
             log.info("  %s %s = %s [%s, %s] (%.1fs)", entry.label, registered()[name].title,
                      _short(score.value), _short(score.ci_low), _short(score.ci_high),
                      row["seconds"][name])
+        if harness is not None:  # the loaded model, handed to lm-evaluation-harness
+            from eval.lm_harness import run_harness
+
+            start = time.perf_counter()
+            row["lm_eval"] = run_harness(model, tokenizer, *harness)
+            row["seconds"]["lm_eval"] = round(time.perf_counter() - start, 3)
     return row, scores
 
 

@@ -28,6 +28,7 @@ def _toy_nll_f(ctx: MetricContext):
 
 def test_one_file_adds_a_metric(tmp_path, world_dir, world, random_model, tokenizer):
     settings = SuiteSettings(batch_size=4, n_resamples=200, limit=3, progress=False)
+    shipped = set(metrics())  # every shipped package (eval.muse, eval.tofu) before the snapshot
     with module_in_package("eval.muse", "toy_nll", TOY, tmp_path, (METRICS,)):
         assert metrics()["toy_nll_f"].column == "ToyNLL_f ↑"
         res = evaluate_models([("random", random_model, tokenizer, {})], str(world_dir),
@@ -36,4 +37,4 @@ def test_one_file_adds_a_metric(tmp_path, world_dir, world, random_model, tokeni
     by_hand = [-float(np.mean(lp)) for lp in LM(random_model, tokenizer).token_logprobs(texts)]
     score = res["models"][0]["scores"]["toy_nll_f"]
     assert score["value"] == pytest.approx(np.mean(by_hand), rel=1e-5)
-    assert "toy_nll_f" not in metrics()
+    assert "toy_nll_f" not in metrics() and set(metrics()) == shipped

@@ -77,8 +77,8 @@ def test_model_dir_without_tokenizer(monkeypatch, capsys, world_dir, saved_model
 def test_unknown_metric_lists_valid_ones(monkeypatch, capsys, world_dir, saved_models):
     code, _, err = unlearn(monkeypatch, capsys, saved_models["target"], "--data", world_dir,
                            "--metrics", "verbmem_f,rouge")
-    assert_one_line_error(code, err, "unknown metric(s) rouge",
-                          "knowmem_f, knowmem_r, privleak, verbmem_f")
+    assert_one_line_error(code, err, "unknown metric(s) rouge", "knowmem_f, knowmem_r, ",
+                          "privleak, ", "forget_quality, ", "verbmem_f")
 
 
 def test_privleak_without_a_retrain_reference(monkeypatch, capsys, world_dir, saved_models):
@@ -134,6 +134,39 @@ def test_what_a_user_sees_in_a_terminal(world_dir, saved_models, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "unlearn", "eval", str(saved_models["target"]),
                            "--data", str(broken), "--metrics", "knowmem_f"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     line = assert_one_line_error(proc.returncode, proc.stderr, "lacks field(s) answer")
     assert line.startswith("unlearn: error: --data (knowmem_f): dataset ")  # which metric reads it
+
+
+def test_reads_a_muse_hub_layout_through_load_dataset(monkeypatch, capsys, world, world_dir,
+                                                      saved_models, tmp_path):
+    """A directory in MUSE-Books's hub layout (parquet + card) is evaluated like the jsonl
+    world it was written from, every table read by `datasets.load_dataset(DIR, config,
+    split=...)`, the call `--data muse-bench/MUSE-Books` makes."""
+    import datasets
+
+    from eval.muse.suite import load_suite_data
+    from eval.muse.registry import SuiteSettings
+    from unlearn.hub_layout import write_hub_files
+
+    hub = tmp_path / "hub"
+    write_hub_files(world, hub, layout="muse-books")
+    calls, real = [], datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda *a, **k: calls.append((a, k.get("split"))) or real(*a, **k))
+    metrics = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak"]
+    tables, _ = load_suite_data(str(hub), metrics, settings=SuiteSettings())
+    assert {(a[0], a[1], split) for a, split in calls} == {
+        (str(hub), "verbmem", "forget"), (str(hub), "knowmem", "forget_qa"),
+        (str(hub), "knowmem", "forget_qa_icl"), (str(hub), "knowmem", "retain_qa"),
+        (str(hub), "knowmem", "retain_qa_icl"), (str(hub), "privleak", "forget"),
+        (str(hub), "privleak", "holdout")}
+    assert tables == load_suite_data(str(world_dir), metrics, settings=SuiteSettings())[0]
+    code, _, err = unlearn(monkeypatch, capsys, saved_models["target"], "--data", hub,
+                           "--retrain", saved_models["retrain"], "--out", tmp_path / "eval",
+                           "--limit", "3", "--n-resamples", "100", "--batch-size", "4",
+                           "--device", "cpu", "--metrics", "verbmem_f,privleak")
+    assert code == 0, err
+    r = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert r["models"][0]["scores"]["privleak"]["value"] < -80  # the memorised target

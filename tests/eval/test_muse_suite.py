@@ -102,14 +102,22 @@ def test_lazy_entries_protocol_and_written_report(tmp_path, world_dir, tokenizer
 
 def test_registry_and_metric_selection():
     assert isinstance(metrics(), dict)
-    assert set(metrics()) == {"verbmem_f", "knowmem_f", "privleak", "knowmem_r"}
+    from eval.muse.registry import benchmarks
+    from eval.tofu.metrics import UTILITY
+
+    muse = {"verbmem_f", "knowmem_f", "privleak", "knowmem_r"}
+    assert set(benchmarks()["muse"]) == muse
+    # MUSE's four, TOFU's seven and model utility's nine components, whatever ran before
+    assert set(metrics()) == muse | set(benchmarks()["tofu"]) | set(UTILITY)
+    assert len(metrics()) == 4 + 7 + 9
     assert resolve_metrics(None, have_reference=True) == ["verbmem_f", "knowmem_f", "privleak",
                                                           "knowmem_r"]
     assert "privleak" not in resolve_metrics(None, have_reference=False)
     assert resolve_metrics("knowmem_r, verbmem_f", have_reference=False) == ["knowmem_r",
                                                                              "verbmem_f"]
-    with pytest.raises(LetheError, match="valid metrics: knowmem_f, knowmem_r, privleak, "
-                                         "verbmem_f"):
+    with pytest.raises(LetheError, match="valid metrics: exact_mem, extraction_strength, "
+                                         "forget_quality, knowmem_f, knowmem_r, model_utility, "
+                                         "privleak, prob_f, .*, verbmem_f$"):
         resolve_metrics("verbmen,knowmem_f", have_reference=True)
     with pytest.raises(LetheError, match="retrain"):
         resolve_metrics("privleak", have_reference=False)

@@ -339,3 +339,29 @@ def test_whp_mixture_saves_loads_and_generates_through_the_adapter(forget, token
             nxt = loaded(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
             seq = torch.cat([seq, nxt], dim=1)
         assert text == tokenizer.decode(seq[0, len(prompt):].tolist(), skip_special_tokens=True)
+
+
+def test_reference_logp_cache_is_reused_and_keyed_by_model_and_data(model, forget, tmp_path,
+                                                                     monkeypatch):
+    """`cached_ref_logp` computes once per (starting weights, token ids) and reads the values
+    back later (the pipeline's comparison variants and seeds share them); another model id or
+    other examples compute afresh."""
+    from unlearn.methods import reference
+
+    monkeypatch.setenv("LETHE_CACHE", str(tmp_path))
+    calls = []
+    real = reference.precompute_ref_logp
+    monkeypatch.setattr(reference, "precompute_ref_logp",
+                        lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    first = reference.cached_ref_logp(model, forget, model_id="m1", batch_size=3,
+                                      pad_token_id=0)
+    again = reference.cached_ref_logp(model, forget, model_id="m1", batch_size=3,
+                                      pad_token_id=0)
+    assert calls == [len(forget)] and again == first  # read back, not recomputed
+    assert [e["ref_logp"] for e in first] == [e["ref_logp"] for e in real(
+        model, forget, LMCollator(0), batch_size=3)]
+    reference.cached_ref_logp(model, forget, model_id="m2", batch_size=3, pad_token_id=0)
+    reference.cached_ref_logp(model, forget[1:], model_id="m1", batch_size=3, pad_token_id=0)
+    reference.cached_ref_logp(model, forget, model_id=None, batch_size=3, pad_token_id=0)
+    assert calls == [len(forget), len(forget), len(forget) - 1, len(forget)]
+    assert len(list((tmp_path / "ref_logp").glob("*.json"))) == 3

@@ -12,6 +12,7 @@ from unlearn.data import LMCollator, PairedCollator, PairedDataset
 from unlearn.methods import get_method
 from unlearn.methods.losses import nll
 from unlearn.methods.reference import make_reference, precompute_ref_logp
+from unlearn.pipeline import method_loss_fn
 
 TRAIN = {"per_device_train_batch_size": 4, "lr_scheduler_type": "constant", "use_cpu": True,
          "weight_decay": 0.0, "seed": 0, "save_strategy": "no"}
@@ -55,6 +56,14 @@ CASES = [
     ("npo_klr", {"reference_impl": "muse_code"}, 1e-2, False),  # MUSE's raw-logit arithmetic
     # all parameters of the steered layer: a single step of only down_proj barely moves NLL
     ("rmu", {"layer": 0, "params": ()}, 1e-2, False),
+    ("dpo", {}, 1e-2, False),
+    ("idk_dpo", {}, 1e-2, False),
+    ("altpo", {}, 1e-2, False),
+    ("undial", {}, 1e-2, False),
+    ("wga", {}, 1e-2, False),
+    ("satimp", {}, 1e-2, False),
+    ("ce_u", {}, 1e-2, False),
+    ("pdu", {}, 1e-2, False),
 ]
 
 
@@ -71,9 +80,14 @@ def test_one_trainer_step_unlearns(name, overrides, lr, lora, model, forget, ret
     if method.prepare is not None:
         model = method.prepare(model, cfg)
     ref = make_reference(model, method, lora_enabled=lora, cfg=cfg)
+    # preference methods: a fixed alternate answer per forget example (as unlearn.alternates)
+    alternate = [{"input_ids": [1, 7, 8, 9, 2]} for _ in forget] \
+        if method.needs_alternate else None
     if method.needs_ref_logp:
         forget = precompute_ref_logp(model, forget, LMCollator(0), batch_size=4)
         retain = precompute_ref_logp(model, retain, None, batch_size=4, pad_token_id=0)
+        if alternate:
+            alternate = precompute_ref_logp(model, alternate, None, batch_size=4, pad_token_id=0)
 
     before_nll = forget_nll(model, forget[:4])  # the examples the step trains on
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -82,9 +96,10 @@ def test_one_trainer_step_unlearns(name, overrides, lr, lora, model, forget, ret
 
     args = training_arguments({**TRAIN, "learning_rate": lr, "max_steps": 1}, tmp_path)
     trainer = LetheTrainer(model=model, args=args,
-                           train_dataset=PairedDataset(forget[:4], retain[:4]),
+                           train_dataset=PairedDataset(forget[:4], retain[:4],
+                                                       alternate=alternate and alternate[:4]),
                            data_collator=PairedCollator(0),
-                           loss_fn=lambda m, b: method.loss(m, b, cfg, ref))
+                           loss_fn=method_loss_fn(method, cfg, ref))
     trainer.train()
 
     after = dict(model.named_parameters())

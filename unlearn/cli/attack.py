@@ -1,4 +1,4 @@
-"""`unlearn attack`: extraction attacks (and editing metrics) on any checkpoint.
+"""`unlearn attack`: attacks on any checkpoint, and the editing metrics.
 
     unlearn attack MODEL --data DATA [--attacks head_projection,prob_delta,rephrase]
                    [--k 4] [--layers all|2,3,...] [--layer-index hidden_states|block]
@@ -6,11 +6,18 @@
                    [--match substring|prefix]
                    [--budget B] [--base MODEL] [--split forget] [--retain-split retain]
                    [--limit N] [--retain-limit 100] [--out DIR] [--overwrite] [--seed 0]
+    unlearn attack MODEL --data DATA --attacks relearn,quantize --target TARGET
+                   [--relearn-on forget,retain] [--relearn-texts N] [--relearn-steps 20]
+                   [--relearn-lr 1e-3] [--relearn-lora] [--bits 8,4] [--group-size 128]
+                   [--quant-scheme sym|asym] [--quant-backend rtn|bnb] [--metrics ...]
 
-DATA holds CounterFact-style facts: DATA/facts/{split}.jsonl as `unlearn world` writes them.
-The attacks look for each fact's true answer (Patil, Hase & Bansal 2024); with --base (the
-unedited model) the rewrite score and Δ-accuracies are added. Writes results.json and
-results.md; docs/editing.md defines every number.
+Two families share the command, its preflight and its output lock, and may be mixed in one
+--attacks list. Extraction attacks look for each fact's true answer in DATA/facts/{split}
+(Patil, Hase & Bansal 2024); with --base (the unedited model) the rewrite score and
+Δ-accuracies are added (docs/editing.md). Recovery attacks change the checkpoint (a few steps
+of fine-tuning; 8/4-bit weights) and measure with the MUSE suite how much of what unlearning
+removed comes back, relative to --target, the model before unlearning (docs/metrics.md).
+Writes results.json and results.md (+ results.png and suite/ for recovery attacks).
 """
 
 from __future__ import annotations
@@ -54,6 +61,22 @@ def budget_params(budget: int, n_layers: int, n_prompts: int) -> tuple[int, int]
 
 
 def render_markdown(results: dict) -> str:
+    lines = []
+    if "attacks" in results:
+        lines += _extraction_markdown(results)
+    if "recovery" in results:
+        from unlearn.robustness import render_markdown as recovery_markdown
+
+        rec = results["recovery"]
+        if not lines:
+            lines = [f"# Attacks: {rec['model']['spec']}", ""]
+        lines += ["", f"Target (before unlearning): {rec['target']['spec']}; data: "
+                  f"{rec['data']}; every model's MUSE report: {rec['suite_report']}.", "",
+                  recovery_markdown(rec)]
+    return "\n".join(lines)
+
+
+def _extraction_markdown(results: dict) -> list[str]:
     from lethe.report import markdown_table
 
     lines = [f"# Extraction attacks: {results['model']['spec']}", "",
@@ -75,7 +98,7 @@ def render_markdown(results: dict) -> str:
             ("acc_neighborhood_after", "accuracy, neighbourhood")]
     rows = [[label, ed[key]] for key, label in keys if key in ed]
     lines += ["", markdown_table(["metric", "value"], rows, digits=3)]
-    return "\n".join(lines)
+    return lines
 
 
 @click.command("attack")
@@ -84,7 +107,8 @@ def render_markdown(results: dict) -> str:
               help="World directory with facts/{split}.jsonl (or a dataset with a 'facts' "
                    "config).")
 @click.option("--attacks", default=DEFAULT_ATTACKS, show_default=True, metavar="LIST",
-              help="Comma-separated: head_projection, prob_delta, rephrase.")
+              help="Comma-separated: head_projection, prob_delta, rephrase (extraction); "
+                   "relearn, quantize (recovery, need --target).")
 @click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="White-box attacks: top-k and bottom-k tokens per layer.")
 @click.option("--layers", default="all", show_default=True, metavar="all|L1,L2,...",
@@ -113,28 +137,56 @@ def render_markdown(results: dict) -> str:
 @click.option("--split", default="forget", show_default=True, help="Facts split to attack.")
 @click.option("--retain-split", default="retain", show_default=True,
               help="Facts split for Δ-accuracy on random facts (skipped if absent).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="First N facts only.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="First N facts only (and first N rows of each MUSE table).")
 @click.option("--retain-limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="First N random (retain) facts for Δ-accuracy.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Output directory (default: runs/attack/<model>).")
 @click.option("--overwrite", is_flag=True, help="Replace results in a non-empty --out.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Sampling, relearning and bootstrap seed.")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k-sampling", type=click.IntRange(min=0), default=50, show_default=True,
               help="Rephrase attack sampling filter (transformers' default 50; 0 = none).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1...")
+@click.option("--target", metavar="MODEL",
+              help="Recovery attacks: the model before unlearning (recovery is measured "
+                   "toward it; same tokenizer as MODEL).")
+@click.option("--metrics", default=None, metavar="LIST",
+              help="Recovery attacks: MUSE metrics  [default: verbmem_f,knowmem_f,knowmem_r].")
+@click.option("--relearn-on", default="forget,retain", show_default=True, metavar="LIST",
+              help="relearn: forget (first texts of the forget split; the rest is measured) "
+                   "and/or retain (first texts of --relearn-retain-split).")
+@click.option("--relearn-texts", type=click.IntRange(min=1), default=None, metavar="N",
+              help="relearn: texts per slice  [default: a quarter of the forget split].")
+@click.option("--relearn-steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--relearn-lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True)
+@click.option("--relearn-batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--relearn-lora", is_flag=True,
+              help="relearn: LoRA (r 8 on q_proj, v_proj) instead of every weight.")
+@click.option("--relearn-retain-split", default="retain2", show_default=True,
+              help="relearn: the raw split of the retain slice.")
+@click.option("--bits", default="8,4", show_default=True, metavar="LIST",
+              help="quantize: 8 and/or 4 bits.")
+@click.option("--group-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="quantize: input weights per RTN group.")
+@click.option("--quant-scheme", type=click.Choice(["sym", "asym"]), default="sym",
+              show_default=True, help="quantize: absmax grid centred on 0, or min-max.")
+@click.option("--quant-backend", type=click.Choice(["rtn", "bnb"]), default="rtn",
+              show_default=True,
+              help="quantize: round-to-nearest in torch (any device) or bitsandbytes (CUDA).")
 @click.option("--dry-run", is_flag=True,
-              help="Run the preflight (attacks, facts, MODEL/--base and their tokenizers, --out),"
-                   " print what it checked, and stop before loading any model.")
-def attack(model, data, attacks, k, layers, layer_index, paraphrases, samples, new_tokens,
-           match, budget, base, split, retain_split, limit, retain_limit, out_dir, overwrite,
-           seed, temperature, top_k_sampling, batch_size, dtype, device, dry_run):
-    """Run extraction attacks on MODEL's facts; write results.json and results.md.
+              help="Run the preflight (attacks, data, MODEL/--base/--target and their "
+                   "tokenizers, --out), print what it checked, and stop before loading any "
+                   "model.")
+def attack(model, data, attacks, out_dir, overwrite, dry_run, **opts):
+    """Attack MODEL; write results.json and results.md.
 
-    Each attack proposes at most B candidate answers per fact and succeeds when the true
+    Extraction attacks propose at most B candidate answers per fact and succeed when the true
     answer is among them (Patil, Hase & Bansal 2024). head_projection (white-box): top-k and
     bottom-k tokens of the logit lens at each chosen layer, B = 2·k·|layers|. prob_delta
     (white-box): the same on differences of consecutive layers' lens distributions,
@@ -142,9 +194,16 @@ def attack(model, data, attacks, k, layers, layer_index, paraphrases, samples, n
     phrasings of the fact, B = n·m. With --base (the unedited model) the rewrite score and
     Δ-accuracy on random facts and on neighbourhood prompts are added (docs/editing.md).
 
+    Recovery attacks (need --target): relearn fine-tunes a copy for --relearn-steps steps on a
+    forget slice or on retain text; quantize rounds the weights to 8/4 bits. Each attacked copy,
+    MODEL and --target are scored with the MUSE metrics; recovery = (attacked − unlearned) /
+    (target − unlearned) with a 95% bootstrap interval (docs/metrics.md).
+
     \b
-    Example:
+    Examples:
       unlearn attack runs/edited --data runs/demo/world --base runs/demo/models/target
+      unlearn attack runs/demo/npo_gdr/model --data runs/demo/world \\
+          --attacks relearn,quantize --target runs/demo/models/target
     """
     from lethe.locks import lock_output
     from lethe.outputs import prepare_output_dir
@@ -154,36 +213,59 @@ def attack(model, data, attacks, k, layers, layer_index, paraphrases, samples, n
     out = Path(out_dir) if out_dir else Path("runs") / "attack" / _label(model)
     if not dry_run:  # one writer per report directory, before the preflight reads it
         lock_output(out, "--out directory")
-    checked = preflight_attack(model, data=data, attacks=attacks, layers=layers, split=split,
-                               retain_split=retain_split, base=base, out=out,
-                               overwrite=overwrite, device=device)
+    checked, plan = preflight_attack(model, data=data, attacks=attacks, out=out,
+                                     overwrite=overwrite, options=opts)
     if dry_run:
         click.echo(checked.report(), nl=False)
         return
-    facts = load_facts(data, split, limit)
-    try:
-        retain = load_facts(data, retain_split, retain_limit) if base else []
-    except LetheError as err:
-        log.warning("no random facts for Δ-accuracy: %s", err)
-        retain = []
+    from unlearn.robustness import RECOVERY_ATTACKS
+
     out = prepare_output_dir(out, overwrite=overwrite)
-    opts = dict(k=k, layers=layers, layer_index=layer_index, paraphrases=paraphrases,
-                samples=samples, new_tokens=parse_new_tokens(new_tokens), match=match,
-                budget=budget, seed=seed, temperature=temperature, top_k=top_k_sampling,
-                batch_size=batch_size, dtype=dtype, device=device)
-    results = run_attacks(model, base, facts, retain, names=attacks, data=data, split=split,
-                          **opts)
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    extraction = ",".join(n for n in names if n not in RECOVERY_ATTACKS)
+    results = {"command": "attack"}
+    if extraction:
+        results.update(_extraction(model, data, extraction, opts))
+    if plan is not None:
+        results["recovery"] = _recovery(model, data, plan, out, opts)
+    from lethe.report import library_versions, machine_info
+
+    results.setdefault("versions", library_versions())
+    results.setdefault("machine", machine_info())
     results["seconds"] = time.perf_counter() - t0
     write_results(results, out)
 
 
-def parse_new_tokens(value: str) -> int | None:
-    """--new-tokens: a positive integer, or 'answer' (None: as many tokens as the answer)."""
-    if str(value).strip().lower() == "answer":
-        return None
-    if not str(value).strip().isdigit() or int(value) < 1:
-        raise LetheError(f"--new-tokens must be a positive integer or 'answer', got {value!r}")
-    return int(value)
+def _extraction(model: str, data: str, names: str, o: dict) -> dict:
+    from unlearn.preflight import parse_new_tokens
+
+    facts = load_facts(data, o["split"], o["limit"])
+    try:
+        retain = load_facts(data, o["retain_split"], o["retain_limit"]) if o["base"] else []
+    except LetheError as err:
+        log.warning("no random facts for Δ-accuracy: %s", err)
+        retain = []
+    return run_attacks(model, o["base"], facts, retain, names=names, data=data,
+                       split=o["split"], k=o["k"], layers=o["layers"],
+                       paraphrases=o["paraphrases"], samples=o["samples"], budget=o["budget"],
+                       seed=o["seed"], temperature=o["temperature"],
+                       top_k=o["top_k_sampling"], batch_size=o["batch_size"],
+                       dtype=o["dtype"], device=o["device"], layer_index=o["layer_index"],
+                       new_tokens=parse_new_tokens(o["new_tokens"]), match=o["match"])
+
+
+def _recovery(model: str, data: str, plan, out: Path, o: dict) -> dict:
+    from eval.muse.registry import SuiteSettings
+    from lethe.loading import model_identity
+    from unlearn.robustness import run_recovery
+
+    settings = SuiteSettings(batch_size=o["batch_size"], seed=o["seed"], limit=o["limit"])
+    click.echo(f"running {', '.join(plan.labels)} against {o['target']}...", err=True)
+    rec = run_recovery(model, o["target"], data, plan, out, settings=settings,
+                       dtype=o["dtype"], device=o["device"])
+    rec.update(model=model_identity(model), target=model_identity(o["target"]),
+               data=str(data))
+    return rec
 
 
 def run_attacks(model: str, base: str | None, facts: list[dict], retain: list[dict], *,
@@ -234,5 +316,11 @@ def write_results(results: dict, out: Path) -> None:
     write_json(out / "results.json", results)
     text = render_markdown(results)
     atomic_write_text(out / "results.md", text + "\n")
+    wrote = [out / "results.json", out / "results.md"]
+    if "recovery" in results:
+        from unlearn.robustness import plot
+
+        plot(results["recovery"], out / "results.png")
+        wrote.append(out / "results.png")
     click.echo(text)
-    click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}")
+    click.echo(f"wrote {', '.join(map(str, wrote))}")

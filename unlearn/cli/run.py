@@ -3,6 +3,7 @@
 import click
 
 from lethe.cli import is_main_process
+from lethe.errors import LetheError
 from unlearn.cli.common import overrides_option, recipe_argument
 
 
@@ -20,7 +21,11 @@ from unlearn.cli.common import overrides_option, recipe_argument
               help="Run the whole recipe (prepare included) once per training seed, into "
                    "output_dir/seed_S (models into prepare.out_dir/seed_S), and write one "
                    "report of mean ± sd over the seeds into output_dir. Example: 0,1,2.")
-def run(recipe, overrides, dry_run, resume, overwrite, no_eval, seeds):
+@click.option("--same-models", is_flag=True,
+              help="With --seeds: prepare the target and retrain models once (in "
+                   "prepare.out_dir, by the first seed's run) and vary only the unlearning "
+                   "seed, as MUSE compares methods on fixed targets.")
+def run(recipe, overrides, dry_run, resume, overwrite, no_eval, seeds, same_models):
     """Unlearn with RECIPE's method and write the checkpoint and the six-way report.
 
     Before anything is generated, trained or written, a preflight checks what every stage
@@ -39,8 +44,11 @@ def run(recipe, overrides, dry_run, resume, overwrite, no_eval, seeds):
         from unlearn.seeds import parse_seeds, run_seeds
 
         run_seeds(rec, recipe, overrides, parse_seeds(seeds), dry_run=dry_run, resume=resume,
-                  overwrite=overwrite, evaluate=not no_eval)
+                  overwrite=overwrite, evaluate=not no_eval, same_models=same_models)
         return
+    if same_models:
+        raise LetheError("--same-models goes with --seeds (it says which models the seeds "
+                         "share); add --seeds S1,S2,... or drop it")
     if dry_run:
         click.echo(dump_yaml(rec), nl=False)
     else:  # one writer per output: held from before the preflight reads output_dir until the

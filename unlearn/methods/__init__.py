@@ -24,6 +24,12 @@ Methods that are not one loss register their entry point instead (`kind=`):
 One optional hook (see docs/methods.md): `prepare(model, cfg) -> model`, called once before
 training, AFTER LoRA is applied and before `make_reference` (rmu freezes everything but its
 chosen layers here; applying LoRA later would make adapters in every layer trainable again).
+
+Preference methods (dpo, idk_dpo, altpo) declare `needs_alternate`: their batches carry an
+"alternate" side, the preferred response to each forget example's prompt (unlearn.alternates
+builds it from the config's `alternate` setting). A method whose loss keeps state across steps
+(pdu's dual variable) declares `state=factory`: `factory(cfg)` is called once per request and
+the object is passed to every loss call as `state=`.
 """
 
 from __future__ import annotations
@@ -78,8 +84,12 @@ class Method:
     prepare: Callable | None = None
     # Tables the method reads beyond each request's text field, for the preflight to check
     # before anything runs: reads(cfg, data_source, forget: SplitRef) -> [(source, config,
-    # split, fields)] (ROME: the facts' fields and its covariance corpus).
+    # split, text fields[, fields of any type])] (ROME: the facts' fields and its covariance
+    # corpus; AltPO: the alternate answers, a list per row).
     reads: Callable | None = None
+    needs_alternate: bool = False  # batches carry an "alternate" side (preference methods)
+    # Per-request mutable state for the loss: state(cfg) -> object, passed as loss(..., state=)
+    state: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -87,7 +97,7 @@ METHODS: dict[str, Method] = {}
 
 def register(name: str, config_cls: type, *, kind: str = "loss", needs_ref_logp: bool = False,
              needs_ref_model: bool = False, needs_retain: bool = False, prepare=None,
-             reads=None):
+             reads=None, needs_alternate: bool = False, state=None):
     """Decorator for a method's entry point: its loss (`@register("npo", NPOConfig,
     needs_ref_logp=True)`), or with `kind="run"` / `kind="edit"` its procedure."""
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, MethodConfig)):
@@ -101,7 +111,8 @@ def register(name: str, config_cls: type, *, kind: str = "loss", needs_ref_logp:
         doc = (fn.__doc__ or "").strip().splitlines()
         METHODS[name] = Method(name, config_cls, **{kind: fn}, needs_ref_logp=needs_ref_logp,
                                needs_ref_model=needs_ref_model, needs_retain=needs_retain,
-                               summary=doc[0] if doc else "", prepare=prepare, reads=reads)
+                               summary=doc[0] if doc else "", prepare=prepare, reads=reads,
+                               needs_alternate=needs_alternate, state=state)
         return fn
 
     return wrap

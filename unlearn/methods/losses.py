@@ -150,3 +150,49 @@ def muse_code_retain_kl(model, ref, part: dict) -> torch.Tensor:
     """MUSE's KLR term on a retain batch part (scalar)."""
     logits, ref_logits = _logits_and_ref(model, ref, part, "reference_impl muse_code")
     return muse_code_kl(logits, ref_logits, part["attention_mask"])
+
+
+# ---------------------------------------------------------------------------------------------
+# per-token pieces of the 2024-25 methods (UNDIAL, WGA, SatImp, CE-U, PDU)
+
+
+def shifted(logits: torch.Tensor, labels: torch.Tensor):
+    """(logits (B, T-1, V) in float32, targets (B, T-1), mask (B, T-1)): position t predicts
+    labels[:, t+1]; masked targets are replaced by 0 so they can index safely."""
+    targets = labels[:, 1:]
+    mask = targets != -100
+    return logits[:, :-1, :].float(), targets.masked_fill(~mask, 0), mask
+
+
+def forward_shifted(model, part: dict):
+    """`shifted` of the model's logits on a batch part."""
+    logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+    return shifted(logits, part["labels"])
+
+
+def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy −log p(target) of every position: logits (B, T, V), targets (B, T) → (B, T)."""
+    logp = torch.log_softmax(logits, dim=-1)  # (B, T, V)
+    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` over the positions where `mask` is true (scalar; 0 if none)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def soft_ce(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """−Σ_v q_v log p_θ,v per position: logits (B, T, V), target_probs q (B, T, V) → (B, T)."""
+    return -(target_probs * torch.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def weighted_ascent(model, part: dict, weight_fn) -> tuple[torch.Tensor, dict]:
+    """−mean over scored tokens of w_t·CE_t, with w_t = weight_fn(p_t) computed without
+    gradient from the model's probability p_t of the true token (WGA, SatImp)."""
+    logits, targets, mask = forward_shifted(model, part)
+    ce = token_ce(logits, targets)  # (B, T-1)
+    weight = weight_fn(torch.exp(-ce.detach()))  # (B, T-1), no gradient through the weight
+    loss = -masked_mean(weight * ce, mask)
+    return loss, {"forget_nll": masked_mean(ce.detach(), mask).item(),
+                  "forget_weight": masked_mean(weight, mask).item()}

@@ -160,3 +160,46 @@ def precompute_ref_logp(model, examples: list[dict], collator=None, batch_size: 
             for ex, value in zip(chunk, logp.sum(-1).tolist()):
                 out.append({**ex, "ref_logp": float(value)})
     return out
+
+
+def ref_logp_key(model_id: str, model, examples: list[dict]) -> str:
+    """Cache key of `precompute_ref_logp(model, examples)`: the starting model's content
+    fingerprint, its dtype and device type (float results differ across them), and every
+    example's token ids."""
+    import hashlib
+
+    p = next(model.parameters())
+    h = hashlib.sha256(f"ref_logp/1:{model_id}:{p.dtype}:{p.device.type}:{len(examples)}".encode())
+    for e in examples:
+        h.update(b"\0" + ",".join(map(str, e["input_ids"])).encode())
+    return h.hexdigest()[:24]
+
+
+def cached_ref_logp(model, examples: list[dict], *, model_id: str | None, batch_size: int = 8,
+                    pad_token_id: int) -> list[dict]:
+    """`precompute_ref_logp`, reused across runs: the values are kept in
+    `lethe.loading.cache_dir()/ref_logp/<key>.json` (key: `ref_logp_key`), so the variants of
+    a comparison, seeds and reruns starting from the same model on the same data pay the
+    reference forward once. `model_id` None (a model without a content fingerprint, e.g. a hub
+    id) computes without caching."""
+    import json
+
+    from lethe.loading import cache_dir
+    from lethe.report import atomic_write_text
+
+    if model_id is None or not examples:
+        return precompute_ref_logp(model, examples, batch_size=batch_size,
+                                   pad_token_id=pad_token_id)
+    path = cache_dir() / "ref_logp" / f"{ref_logp_key(model_id, model, examples)}.json"
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))["ref_logp"]
+        if len(values) == len(examples):
+            log.info("reference log-probs of %d examples reused from %s", len(values), path)
+            return [{**{k: v for k, v in e.items() if k != "ref_logp"}, "ref_logp": float(v)}
+                    for e, v in zip(examples, values)]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # absent or unreadable: compute it (again)
+    out = precompute_ref_logp(model, examples, batch_size=batch_size, pad_token_id=pad_token_id)
+    atomic_write_text(path, json.dumps({"model": model_id, "n": len(out),
+                                        "ref_logp": [e["ref_logp"] for e in out]}))
+    return out

@@ -84,7 +84,7 @@ def _paraphrase_templates(fact: dict, count: int) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class EditPlan:
     """Everything checked before the first forward pass."""
 
     objective: object
@@ -97,7 +97,9 @@ class _Plan:
     answers: list[str]
 
 
-def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
+def plan_edit(model, tok, facts: list[dict], cfg: EditConfig) -> EditPlan:
+    """Check the facts, the layer and every prompt before any forward pass (also MEMIT's
+    last layer)."""
     if not facts:
         raise LetheError("no facts to edit")
     for fact in facts:
@@ -137,7 +139,7 @@ def _plan(model, tok, facts: list[dict], cfg: EditConfig) -> _Plan:
             if last_block and (row.subject_index != len(row.ids) - 1 or leading_space_tokens(
                     tok, encode_pair(tok, row.text, answer)[1])):
                 _last_block_error(layer, layout.n_layers, where, row.text)
-    return _Plan(objective, layout, layer, name, module, orientation, defense_layers, answers)
+    return EditPlan(objective, layout, layer, name, module, orientation, defense_layers, answers)
 
 
 def _last_block_error(layer: int, n_layers: int, where: str, text: str):
@@ -160,7 +162,7 @@ def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) 
     Inputs are checked before any work; if an edit fails midway, the weight is restored.
     """
     facts = list(facts)
-    plan = _plan(model, tok, facts, cfg)
+    plan = plan_edit(model, tok, facts, cfg)
     record = EditRecord(cfg, plan.layer, plan.name,
                         {f"{plan.name}.weight": plan.module.weight.detach().to("cpu", copy=True)})
     was_training = model.training
@@ -175,7 +177,7 @@ def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) 
     return record
 
 
-def _run(model, tok, facts: list[dict], cfg: EditConfig, corpus, plan: _Plan,
+def _run(model, tok, facts: list[dict], cfg: EditConfig, corpus, plan: EditPlan,
          record: EditRecord) -> None:
     pad = pad_id(tok)
     module = plan.module

@@ -137,13 +137,20 @@ def _batch(tok, answer: str, rewrite_rows: Sequence[PromptRow], kl_rows: Sequenc
 
 def optimise_value(model, tok, module, lens_layout, answer: str,
                    rewrite_rows: Sequence[PromptRow], kl_rows: Sequence[PromptRow],
-                   k_update: torch.Tensor, objective: Objective, cfg,
-                   defense_layers: Sequence[int] = ()) -> ValueResult:
+                   k_update: torch.Tensor | None, objective: Objective, cfg,
+                   defense_layers: Sequence[int] = (),
+                   v_orig: torch.Tensor | None = None) -> ValueResult:
+    """δ added to `module`'s output at the subject's last token (Eq. 4). `v_orig` scales the
+    clamp and the weight decay: by default the module's output W k + b at `k_update` (ROME);
+    MEMIT passes the residual stream at its last layer instead (its z_i = h_i^L + δ_i)."""
     device = model_device(model)
     b = _batch(tok, answer, rewrite_rows, kl_rows, device, cfg.kl_position)
     all_rows = torch.arange(len(b.lookup), device=device)
-    with torch.no_grad():
-        v_orig = module(k_update.to(device=device, dtype=module.weight.dtype)[None]).float()[0]
+    if v_orig is None:
+        with torch.no_grad():
+            v_orig = module(k_update.to(device=device, dtype=module.weight.dtype)[None]
+                            ).float()[0]
+    v_orig = v_orig.to(device=device, dtype=torch.float32)
     delta = torch.zeros_like(v_orig, requires_grad=True)  # (d_model,)
     opt = torch.optim.Adam([delta], lr=cfg.v_lr)
     max_norm = cfg.clamp_norm_factor * v_orig.norm()
