@@ -115,16 +115,30 @@ def test_task_vector_run_raises_forget_nll(lora, model, forget, retain, tokenize
     method = get_method("task_vector")
     before = forget_nll(model, forget)
     snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
+    reinforced = {}
+    train = train_fn_factory(8, 1e-2 if lora else 1e-3)
+
+    def train_fn(m, dataset, collator, loss_fn, output_dir):  # records what it reinforced
+        out = train(m, dataset, collator, loss_fn, output_dir)
+        reinforced["nll"] = forget_nll(out, forget)
+        return out
+
     out = method.run(model=model, tokenizer=tokenizer, forget=forget, retain=retain,
-                     cfg=method.config_cls(alpha=1.0),
-                     train_fn=train_fn_factory(3, 5e-2 if lora else 1e-2),
-                     output_dir=tmp_path, lora=LoraSection(r=4, alpha=8) if lora else None)
+                     cfg=method.config_cls(alpha=1.0), train_fn=train_fn, output_dir=tmp_path,
+                     lora=LoraSection(r=4, alpha=8) if lora else None)
     assert out is model  # edited in place, plain (no adapters)
     changed = {n for n, p in out.named_parameters() if not torch.equal(p, snapshot[n])}
     assert changed
     if lora:  # a LoRA task vector touches only the adapted projections
         assert all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
-    assert forget_nll(out, forget) > before
+    # The premise: fine-tuning on the forget set lowered its NLL (LoRA at lr 5e-2 overshot and
+    # raised it in one fixture seed, and the negated vector then lowered it; full fine-tuning
+    # overshoots at 1e-2). Negating the
+    # change raises the NLL by about as much to first order; measured over fixture seeds 0-3:
+    # reinforced -0.02 to -0.03, negated +0.05 to +0.11 (LoRA), so half the drop is a wide margin.
+    drop = before - reinforced["nll"]
+    assert drop > 0
+    assert forget_nll(out, forget) > before + drop / 2
     assert (tmp_path / "reinforced" / "metrics.jsonl").is_file()
 
 
