@@ -34,7 +34,7 @@ from unlearn.memit.targets import hidden_at_subject
 from unlearn.memit.update import batch_delta, spread
 from unlearn.rome.contexts import context_templates
 from unlearn.rome.covariance import get_covariance
-from unlearn.rome.edit import plan_edit, restore
+from unlearn.rome.edit import plan_edit, restore, run_or_restore
 from unlearn.rome.hparams import EditConfig
 from unlearn.rome.model_layout import rewrite_target
 from unlearn.rome.prompts import compose, fact_label, make_row
@@ -99,16 +99,8 @@ def edit_model(model, tok, facts: Sequence[dict], cfg: MemitConfig, corpus=None)
     record = MemitRecord(cfg, plan.layers, [name for name, _, _ in plan.targets], {
         f"{name}.weight": module.weight.detach().to("cpu", copy=True)
         for name, module, _ in plan.targets})
-    was_training = model.training
-    model.eval()
-    try:
-        _run(model, tok, facts, cfg, corpus, plan, record)
-    except BaseException:
-        restore(model, record)
-        raise
-    finally:
-        model.train(was_training)
-    return record
+    return run_or_restore(model, record, lambda: _run(model, tok, facts, cfg, corpus, plan,
+                                                      record))
 
 
 def _covariances(model, tok, plan: _Plan, cfg: MemitConfig, corpus, record) -> list:

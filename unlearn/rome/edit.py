@@ -165,10 +165,17 @@ def edit_model(model, tok, facts: Sequence[dict], cfg: EditConfig, corpus=None) 
     plan = plan_edit(model, tok, facts, cfg)
     record = EditRecord(cfg, plan.layer, plan.name,
                         {f"{plan.name}.weight": plan.module.weight.detach().to("cpu", copy=True)})
+    return run_or_restore(model, record, lambda: _run(model, tok, facts, cfg, corpus, plan,
+                                                      record))
+
+
+def run_or_restore(model, record, run):
+    """Call `run()` with the model in eval mode (keys, values and C are read without dropout);
+    if it fails, put back every weight `record` saved. Returns `record`."""
     was_training = model.training
-    model.eval()  # keys, values and C are read without dropout
+    model.eval()
     try:
-        _run(model, tok, facts, cfg, corpus, plan, record)
+        run()
     except BaseException:
         restore(model, record)
         raise
