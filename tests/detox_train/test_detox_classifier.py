@@ -82,7 +82,13 @@ def test_train_classifier_beats_chance_on_tiny_corpus(tmp_path, tiny_bert):
 def test_dry_run_prints_the_resolved_recipe_and_rejects_unknown_train_keys(tmp_path):
     from detox.cli import cli
 
-    (tmp_path / "r.yaml").write_text("train: {learning_rate: 1.0e-4}\n")
+    # a table of the default recipe's layout here, so the test does not need ../shared/data
+    table = tmp_path / "corpus.csv"
+    table.write_text("post_text,Inappropriateness,fold0.0\n" + "".join(
+        f"text {i},{i % 2},{fold}\n" for i, fold in enumerate(["TRAIN"] * 4 + ["VALID"] * 2
+                                                              + ["TEST"] * 2)))
+    (tmp_path / "r.yaml").write_text(f"data: {{source: {table}}}\n"
+                                     "train: {learning_rate: 1.0e-4}\n")
     res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "r.yaml"), "--dry-run"])
     assert res.exit_code == 0, res.output
     assert yaml.safe_load(res.output)["model"]["name"] == "minilm"
