@@ -5,13 +5,12 @@ scores, and bad input is one line with exit 2."""
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import fixture_seed
+from tests.helpers import fixture_seed, run_cli
 
 
 def _forget_texts(world) -> list[str]:
@@ -82,22 +81,21 @@ def test_relearn_lowers_the_forget_nll_of_a_ga_model(unlearned, tmp_path, on):
 
 
 def _run(monkeypatch, capsys, *args):
+    """`unlearn attack ARGS` in-process: (exit code, stderr)."""
     from unlearn.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["unlearn", "attack", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return exc.value.code, capsys.readouterr()
+    code, _, err = run_cli(main, ["attack", *args], capsys, monkeypatch)
+    return code, err
 
 
 def test_attack_command_relearn_and_quantize(unlearned, tmp_path, monkeypatch, capsys):
     world, target, ga, _ = unlearned
     out = tmp_path / "out"
-    code, io = _run(monkeypatch, capsys, str(ga), "--data", str(world), "--attacks",
+    code, err = _run(monkeypatch, capsys, str(ga), "--data", str(world), "--attacks",
                     "relearn,quantize", "--target", str(target), "--relearn-texts", "2",
                     "--relearn-steps", "2", "--bits", "8", "--limit", "4", "--metrics",
                     "verbmem_f,knowmem_r", "--out", str(out), "--device", "cpu")
-    assert code == 0, io.err
+    assert code == 0, err
     res = json.loads((out / "results.json").read_text())
     rec = res["recovery"]
     assert list(rec["attacks"]) == ["relearn_forget", "relearn_retain", "int8"]
@@ -152,8 +150,8 @@ def test_recovery_bad_input_exits_2(unlearned, checkpoints, tmp_path, monkeypatc
         del args[i:i + 2]
     elif args[i + 1] == "TOY":
         args[i + 1] = str(checkpoints[1])
-    code, io = _run(monkeypatch, capsys, str(ga), "--data", str(world), "--out",
+    code, err = _run(monkeypatch, capsys, str(ga), "--data", str(world), "--out",
                     str(tmp_path / "o"), "--device", "cpu", *args)
-    errors = [x for x in io.err.splitlines() if x.startswith("unlearn: error:")]
-    assert code == 2 and len(errors) == 1 and message in errors[0], io.err
-    assert "Traceback" not in io.err and not Path(tmp_path / "o").exists()
+    errors = [x for x in err.splitlines() if x.startswith("unlearn: error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err and not Path(tmp_path / "o").exists()
