@@ -11,8 +11,10 @@ measures the mean NLL (nats/token) of each chunk's second half - the part VerbMe
 model to continue - and the wall/CPU time so far. A setting name is one of
 bench_lora_vs_full.SETTINGS (full, lora_qv, lora_all). Writes results.json and results.md.
 
-Measured on the 2-core Intel Xeon (docs/results.md, issue #16): from 3.64 before training,
-after 6 epochs lora_all at 5e-3 0.17, full at 1e-4 0.81.
+Measured on the 2-core Intel Xeon (docs/results.md, issue #16) with the one-off probe this
+bench was written from (same data, batch, rates, shuffling seed and measure; LoRA built with
+peft directly rather than through lethe.trainer.apply_lora): from 3.64 before training, after 6
+epochs lora_all at 5e-3 0.17, full at 1e-4 0.81.
 """
 
 from __future__ import annotations
