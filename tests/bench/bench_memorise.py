@@ -14,7 +14,8 @@ bench_lora_vs_full.SETTINGS (full, lora_qv, lora_all). Writes results.json and r
 Measured on the 2-core Intel Xeon (docs/results.md, issue #16) with the one-off probe this
 bench was written from (same data, batch, rates, shuffling seed and measure; LoRA built with
 peft directly rather than through lethe.trainer.apply_lora): from 3.64 before training, after 6
-epochs lora_all at 5e-3 0.17, full at 1e-4 0.81.
+epochs lora_all at 5e-3 0.17, full at 1e-4 0.81. This bench, run for one epoch of lora_all at
+5e-3, gave the probe's numbers to the third decimal (3.638 before, 2.981 after epoch 1).
 """
 
 from __future__ import annotations
