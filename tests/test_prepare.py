@@ -10,6 +10,7 @@ from lethe.errors import LetheError
 from lethe.loading import load_model, load_tokenizer
 from unlearn.data import LMCollator, tokenize_texts
 from unlearn.methods.losses import nll
+from unlearn.preflight import preflight_prepare
 from unlearn.prepare import prepare, read_texts, train_tokenizer
 from unlearn.recipe import load_unlearn_recipe
 
@@ -171,6 +172,35 @@ def test_retrain_takes_as_many_steps_as_the_target(tiny_prepared, tmp_path):
     assert models["target"]["steps"] == 2 * batches  # the Trainer's own count
     assert models["retrain"]["steps"] == models["target"]["steps"]
     assert models["retrain"]["train_docs"] < models["target"]["train_docs"]
+
+
+def test_retrain_trains_on_the_stand_in_in_the_forget_sets_place(tiny_prepared, tmp_path):
+    """prepare.retrain_stand_in: the retrain model trains on retain + the stand-in split (as
+    many documents as forget, other entities), the target as before; the stand-in text enters
+    the data fingerprint, and a split the world lacks is refused before any training."""
+    root, overrides = tiny_prepared
+    recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"prepare.out_dir={tmp_path}/models", "prepare.retrain_stand_in=stand_in"])
+    summary = prepare(recipe)
+    world = str(root / "world")
+    n = {s: len(read_texts(world, "raw", s)) for s in ("forget", "retain1", "retain2",
+                                                        "stand_in")}
+    models = summary["models"]
+    assert models["target"]["train_docs"] == n["forget"] + n["retain1"] + n["retain2"]
+    assert models["retrain"]["train_docs"] == n["stand_in"] + n["retain1"] + n["retain2"]
+    assert summary["retrain_stand_in_docs"] == n["stand_in"]
+    plain = json.loads((root / "models" / "prepare.json").read_text())["data_sha256"]
+    assert summary["data_sha256"] != plain
+    stand_in = read_texts(world, "raw", "stand_in")
+    forget = read_texts(world, "raw", "forget")
+    # the retrain model learnt its stand-in much better than the forget set it never saw
+    assert forget_nll(tmp_path / "models" / "retrain", stand_in) < \
+        forget_nll(tmp_path / "models" / "retrain", forget) - 0.2
+    bad = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"prepare.out_dir={tmp_path}/bad", "prepare.retrain_stand_in=stand_in_x"])
+    with pytest.raises(LetheError, match="stand_in_x"):
+        preflight_prepare(bad)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_killed_prepare_leaves_no_training_process_behind(tiny_prepared, tmp_path):

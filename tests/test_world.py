@@ -16,7 +16,7 @@ from unlearn.world import SIZES, WorldSpec, generate_world, write_world
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYOUT = {
-    "raw": ({"forget", "retain1", "retain2", "holdout"}, ["text"]),
+    "raw": ({"forget", "retain1", "retain2", "holdout", "stand_in"}, ["text"]),
     "verbmem": ({"forget"}, ["prompt", "gt"]),
     "knowmem": ({"forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl"},
                 ["question", "answer"]),
@@ -143,6 +143,28 @@ def test_holdout_names_never_trained_on(size):
                 assert not occurs(token, train), (name, token)
 
 
+@pytest.mark.parametrize("size", ["tiny", "demo"])
+def test_stand_in_is_a_forget_sized_group_of_its_own(size):
+    """The retrain oracle's stand-in: as many entities as forget, its own names (none in any
+    other group's text, none of theirs in it), question sheets like forget's, and no forget
+    or holdout question it could answer from its text."""
+    w = generate_world(WorldSpec(seed=0, size=size))
+    stand_in, forget = texts(w, "stand_in"), texts(w, "forget")
+    assert len(w.entities["stand_in"]) == len(w.entities["forget"])
+    assert sum(map(is_sheet, stand_in)) > 0
+    assert 0.8 < sum(map(len, stand_in)) / sum(map(len, forget)) < 1.25
+    others = "\n".join(texts(w, "forget", "retain1", "retain2", "holdout"))
+    joined = "\n".join(stand_in)
+    for name in w.entities["stand_in"]:
+        assert occurs(name, joined) and not occurs(name, others), name
+    for g in ("forget", "retain1", "retain2", "holdout"):
+        for name in w.entities[g]:
+            assert not occurs(name, joined), (g, name)
+    km = w.data["knowmem"]
+    for r in km["forget_qa"] + km["forget_qa_icl"]:
+        assert not occurs(r["answer"], joined), r
+
+
 def test_forget_entities_absent_from_retain_docs(demo):
     retain = "\n".join(texts(demo, "retain1", "retain2"))
     for name in demo.entities["forget"]:
@@ -236,16 +258,17 @@ def test_scal_nested_sust_disjoint(tiny):
 
 
 def test_question_sheets_teach_each_pair_in_the_prompt_format(demo):
-    """Every knowmem pair appears on SHEET_REPEATS sheets of its own group, written exactly as
+    """Every knowmem pair appears on SHEET_REPEATS[group] sheets of its group, written exactly as
     the KnowMem prompt writes demonstrations; forget sheets travel with their sust request."""
     km = demo.data["knowmem"]
     for side, splits in (("forget", ("forget",)), ("retain", ("retain1", "retain2"))):
         sheets = [t for t in texts(demo, *splits) if is_sheet(t)]
         assert sheets and all(len(s.split("\n\n")) <= world_mod.SHEET_PAIRS for s in sheets)
         blocks = [b for s in sheets for b in s.split("\n\n")]
+        (repeats,) = {world_mod.SHEET_REPEATS[s] for s in splits}  # retain1 and retain2 alike
         for r in km[f"{side}_qa"] + km[f"{side}_qa_icl"]:
             assert blocks.count(f"Question: {r['question']}\nAnswer: {r['answer']}") \
-                == world_mod.SHEET_REPEATS, r
+                == repeats, r
     for k in range(1, 5):
         rows = [r["text"] for r in demo.data["sust"][f"forget_{k}"]]
         docs = "\n".join(t for t in rows if not is_sheet(t))

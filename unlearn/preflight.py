@@ -127,7 +127,8 @@ def check_prepare(pf: Preflight, recipe: UnlearnRecipe, gen: Generated | None, *
         pf.problem("the recipe has no `prepare:` section; add one (see recipes/demo.yaml)")
         return None
     source = prepare_source(recipe)
-    for split in ("forget", *section.retain_splits):
+    stand_in = (section.retrain_stand_in,) if section.retrain_stand_in else ()
+    for split in ("forget", *section.retain_splits, *stand_in):
         _table(pf, gen, source, "raw", split, ("text",), where="prepare")
     out = Path(section.out_dir)
     if all((out / n / "config.json").is_file() for n in ("target", "retrain")) and not overwrite:

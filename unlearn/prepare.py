@@ -177,14 +177,16 @@ def prepare(recipe: UnlearnRecipe, overwrite: bool = False) -> dict:
     out = Path(section.out_dir)
     forget = read_texts(source, "raw", "forget")
     retain = [t for split in section.retain_splits for t in read_texts(source, "raw", split)]
-    fingerprint = _fingerprint(forget, retain)
+    stand_in = (read_texts(source, "raw", section.retrain_stand_in)
+                if section.retrain_stand_in else [])
+    fingerprint = _fingerprint(forget, retain, stand_in)
     skipped = {"skipped": True, "out_dir": str(out)}
     if not overwrite and _already_prepared(out, fingerprint):
         return skipped
     with output_lock(out, what="prepare.out_dir"):  # one writer (rank 0 holds it)
         if not overwrite and _already_prepared(out, fingerprint):
             return skipped  # another run finished them while we looked
-        return _train_models(recipe, source, forget, retain, fingerprint)
+        return _train_models(recipe, source, forget, retain, stand_in, fingerprint)
 
 
 def _already_prepared(out: Path, fingerprint: str) -> bool:
@@ -196,8 +198,9 @@ def _already_prepared(out: Path, fingerprint: str) -> bool:
 
 
 def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain: list[str],
-                  fingerprint: str) -> dict:
-    """Train the target (forget + retain) and retrain (retain) models into prepare.out_dir."""
+                  stand_in: list[str], fingerprint: str) -> dict:
+    """Train the target (forget + retain) and retrain (retain [+ stand-in]) models into
+    prepare.out_dir."""
     from lethe.cli import is_main_process
 
     section = recipe.prepare
@@ -218,12 +221,13 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
         tokenizer = train_tokenizer(retain, section.arch.vocab_size)
     summary = {"out_dir": str(out), "world": source, "data_sha256": fingerprint,
                "forget_docs": len(forget),
-               "retain_docs": len(retain), "vocab_size": len(tokenizer), "models": {}}
+               "retain_docs": len(retain), "retrain_stand_in_docs": len(stand_in),
+               "vocab_size": len(tokenizer), "models": {}}
     steps = _steps(section, len(tokenize_texts(tokenizer, forget + retain, section.max_length)))
     retrain = section
     if section.match_steps:  # as many optimizer steps as the target (more passes over less)
         retrain = replace(section, train={**section.train, "max_steps": steps})
-    jobs = [("target", forget + retain, section), ("retrain", retain, retrain)]
+    jobs = [("target", forget + retain, section), ("retrain", retain + stand_in, retrain)]
     threads = _parallel_threads(section, steps)
     if threads:
         summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, threads)
@@ -397,12 +401,15 @@ def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:
     sync()
 
 
-def _fingerprint(forget: list[str], retain: list[str]) -> str:
-    """sha256 of the training texts: which data the prepared models saw."""
+def _fingerprint(forget: list[str], retain: list[str], stand_in: list[str] = ()) -> str:
+    """sha256 of the training texts: which data the prepared models saw (without a stand-in,
+    the same digest as before the stand-in existed)."""
     import hashlib
 
     h = hashlib.sha256()
-    for name, texts in (("forget", forget), ("retain", retain)):
+    parts = [("forget", forget), ("retain", retain)]
+    parts += [("stand_in", stand_in)] if stand_in else []
+    for name, texts in parts:
         h.update(f"{name}:{len(texts)}\0".encode())
         for t in texts:
             h.update(t.encode("utf-8") + b"\0")

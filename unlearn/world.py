@@ -35,11 +35,31 @@ from random import Random
 from lethe.errors import LetheError
 
 GENERATOR = "lethe-world"
-VERSION = 2  # 2: blank line between question-answer lines; question sheets
+# 2: blank line between QA lines; question sheets. 3: retain pairs on 3 sheets; the stand-in
+# group (and forget/holdout questions whose answer a stand-in document states are dropped).
+VERSION = 3
+# The random streams are still keyed by 2: v3's entities and documents are v2's (the stand-in
+# is drawn after them), so a v2 -> v3 comparison isolates the sheets and the stand-in.
+DRAWS_VERSION = 2
 GROUPS = ("forget", "retain1", "retain2", "holdout")
+# A fifth group, outside MUSE's layout: generated like the forget group (same size and
+# composition, its own entities and question sheets), for the retrain oracle to train on in
+# the forget set's place (`prepare.retrain_stand_in`). Then both models train on the same
+# amount of text, documents and question sheets, for the same number of steps, and differ only
+# in *which* entities they saw -- as MUSE's target and retrain both start from a Llama-2 that
+# learned the question-answer format elsewhere. Never evaluated, never in verbmem/privleak.
+# Drawn after the four groups, from the same random streams, so they are unchanged by it.
+STAND_IN = "stand_in"
 N_QUARTERS = 4  # scal / sust: MUSE's four forget requests
 SHEET_PAIRS = 8  # question-answer pairs per question sheet
-SHEET_REPEATS = 2  # sheets each pair appears on (in different company)
+# Sheets each pair appears on (in different company), per group. The retain side gets 3: the
+# retrain oracle learns the in-context question -> answer format from retain sheets alone, and
+# with 2 (30 sheets on the demo) its KnowMem_r was 27.0 / 30.3 / 4.0 over training seeds 0-2,
+# the failing seed's answers running on into another question (45% of them); with 3 it was
+# 55.8 / 50.0 / 31.5 and 0-6% run-on (docs/results.md, "World v3"). Forget and holdout keep 2
+# (the target already learns the format from forget + retain sheets; more forget text would
+# lengthen the target's training, the demo's critical path).
+SHEET_REPEATS = {"forget": 2, "retain1": 3, "retain2": 3, "holdout": 2, STAND_IN: 2}
 
 
 @dataclass(frozen=True)
@@ -483,11 +503,11 @@ def _split_qa(cands: list[tuple[str, str]], rng: Random, n_icl: int,
     return [cands[i] for i in icl_idx], evaluation[:max_qa]
 
 
-def _sheets(pairs: list[tuple[str, str]], rng: Random) -> list[str]:
-    """Each pair on SHEET_REPEATS sheets of SHEET_PAIRS pairs, in a fresh shuffle each time,
+def _sheets(pairs: list[tuple[str, str]], rng: Random, repeats: int) -> list[str]:
+    """Each pair on `repeats` sheets of SHEET_PAIRS pairs, in a fresh shuffle each time,
     written exactly as the KnowMem prompt writes its demonstrations."""
     out = []
-    for _ in range(SHEET_REPEATS):
+    for _ in range(repeats):
         order = list(pairs)
         rng.shuffle(order)
         for i in range(0, len(order), SHEET_PAIRS):
@@ -512,7 +532,7 @@ def _quarters(items: list) -> list[list]:
 
 
 def _rng(spec: WorldSpec, stage: str) -> Random:
-    return Random(f"{GENERATOR}:v{VERSION}:{spec.size}:{spec.seed}:{stage}")
+    return Random(f"{GENERATOR}:v{DRAWS_VERSION}:{spec.size}:{spec.seed}:{stage}")
 
 
 def check_spec(spec: WorldSpec) -> SizeSpec:
@@ -562,8 +582,9 @@ def _entities(spec: WorldSpec, size: SizeSpec) -> dict[str, dict]:
     namer, years = _Namer(rng), _Years(rng)
     countries = [namer.word(2, COUNTRY_SUFFIXES) for _ in range(6)]
     groups: dict[str, dict] = {}
-    for g in GROUPS:
-        people, places, works = _build_group(getattr(size, g), rng, namer, years, countries)
+    for g in GROUPS + (STAND_IN,):
+        n_docs = size.forget if g == STAND_IN else getattr(size, g)
+        people, places, works = _build_group(n_docs, rng, namer, years, countries)
         groups[g] = {"person": people, "place": places, "work": works}
     return groups
 
@@ -577,7 +598,7 @@ def _documents(spec: WorldSpec, groups: dict):
     facts_by_group: dict[str, list[tuple]] = {}
     names: dict[str, list[str]] = {}
     subjects: dict[str, list[str]] = {}
-    for g in GROUPS:
+    for g in GROUPS + (STAND_IN,):
         entries = []
         for kind in ("person", "place", "work"):
             for e in groups[g][kind]:
@@ -618,10 +639,15 @@ class _KnowMem:
                                             size.n_icl, size.max_qa)
         self.attach(self.r_icl + self.r_eval)
         self.retain_docs = docs["retain1"] + docs["retain2"]
+        # what a retrain oracle reads besides: the stand-in's documents (no question lines yet)
+        self.stand_in_docs = list(docs[STAND_IN])
         self.f_icl, self.f_eval = self.selected("forget")
         self.attach(self.f_icl + self.f_eval)
         self.holdout = sum(self.selected("holdout"), [])  # selected as forget, never evaluated
         self.attach(self.holdout)
+        # selected as forget is (against retain text only), so it gets as many pairs
+        self.stand_in = sum(self.selected(STAND_IN, with_stand_in=False), [])
+        self.attach(self.stand_in)
 
     def records(self) -> dict[str, list[dict]]:
         """group -> its attached pairs (forget: demonstrations first, then evaluation pairs)."""
@@ -655,10 +681,13 @@ class _KnowMem:
             self.docs[g] = [d + "".join(lines.get((g, s), ()))
                             for d, s in zip(self.docs[g], self.subjects[g])]
 
-    def selected(self, group: str) -> tuple[list, list]:
+    def selected(self, group: str, with_stand_in: bool = True) -> tuple[list, list]:
+        """Demonstration and evaluation pairs whose answers no text the retrain oracle trains
+        on contains (retain documents, and the stand-in's unless `with_stand_in` is off)."""
         cands = self.candidates((group,))
         max_n = max(len(_tokens(a)) for _, a in cands)
-        retain_grams = _ngrams(self.retain_docs, max_n)
+        oracle = self.retain_docs + (self.stand_in_docs if with_stand_in else [])
+        retain_grams = _ngrams(oracle, max_n)
         cands = [(q, a) for q, a in cands if _tokens(a) not in retain_grams]
         return _split_qa(cands, self.rng, self.size.n_icl, self.size.max_qa)
 
@@ -668,7 +697,7 @@ def _question_sheets(spec: WorldSpec, docs: dict, subjects: dict, qa_of: dict):
 
     Lines at the end of a document are recalled only after that document's prose; the KnowMem
     prompt instead puts ten unrelated pairs before the question. So every group also gets short
-    sheets of its own pairs in shuffled company (each pair on SHEET_REPEATS sheets), which
+    sheets of its own pairs in shuffled company (each pair on SHEET_REPEATS[group] sheets), which
     teach the small model to answer from the question itself (measured on the demo: target
     KnowMem_f 0 -> ~30 with them). Forget sheets are built per quarter, so that each scal/sust
     request carries the sheets about its own entities.
@@ -676,12 +705,13 @@ def _question_sheets(spec: WorldSpec, docs: dict, subjects: dict, qa_of: dict):
     sheet_rng = _rng(spec, "sheets")
 
     def group_sheets(group: str, subject_list: list[str]) -> list[str]:
-        return _sheets([p for s in subject_list for p in qa_of.get((group, s), ())], sheet_rng)
+        return _sheets([p for s in subject_list for p in qa_of.get((group, s), ())], sheet_rng,
+                       SHEET_REPEATS[group])
 
     forget_quarters = _quarters(list(zip(docs["forget"], subjects["forget"])))
     quarter_docs = [[d for d, _ in q] for q in forget_quarters]
     quarter_sheets = [group_sheets("forget", [s for _, s in q]) for q in forget_quarters]
-    sheets = {g: group_sheets(g, subjects[g]) for g in GROUPS if g != "forget"}
+    sheets = {g: group_sheets(g, subjects[g]) for g in GROUPS + (STAND_IN,) if g != "forget"}
     sheets["forget"] = [t for q in quarter_sheets for t in q]
     return sheets, quarter_docs, quarter_sheets
 
@@ -690,7 +720,7 @@ def _splits(docs: dict, sheets: dict, quarter_docs: list, quarter_sheets: list,
             qa: _KnowMem) -> dict[str, dict[str, list[dict]]]:
     """Every config/split of the world but `facts`."""
     data: dict[str, dict[str, list[dict]]] = {}
-    data["raw"] = {g: [{"text": t} for t in docs[g] + sheets[g]] for g in GROUPS}
+    data["raw"] = {g: [{"text": t} for t in docs[g] + sheets[g]] for g in GROUPS + (STAND_IN,)}
     # verbmem: the first half of each forget document's words, and the rest as ground truth.
     verb = []
     for t in docs["forget"]:
