@@ -123,8 +123,10 @@ def main() -> int:
     header, rows, raw = (attacks if args.table == "attacks" else edits)(args, seeds)
     from lethe.report import atomic_write_text, machine_info, markdown_table, write_json
 
+    # the thread count of this process (per-seed runs started elsewhere may have used others)
     note = (f"mean ± sd over seeds {args.seeds}; machine: {machine_info()['cpu']}, "
-            f"{machine_info().get('cpus_usable')} cores, OMP_NUM_THREADS=1\n\n")
+            f"{machine_info().get('cpus_usable')} cores, OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')}\n\n")
     text = note + markdown_table(header, rows)
     write_json(Path(args.out) / "results.json", {"table": args.table, "seeds": seeds,
                                                  "header": header, "rows": rows, "raw": raw,
