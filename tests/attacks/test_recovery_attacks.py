@@ -34,23 +34,27 @@ def _nll(model, tok, texts) -> float:
 @pytest.fixture(scope="module")
 def unlearned(tiny_prepared, tmp_path_factory):
     """(world, target dir, GA-unlearned dir, the GA model's forget NLL): gradient ascent on the
-    forget texts until the forget NLL has risen far above the target's."""
+    forget texts until the forget NLL has risen far above the target's (> 3.5 nats/token; a
+    fixed step count fell short of that on some worlds: 6 steps rose 2.8 nats on world v3)."""
     from lethe.loading import load_model, load_tokenizer
 
     root, _ = tiny_prepared
     target = root / "models" / "target"
     tok, model = load_tokenizer(str(target)), load_model(str(target), dtype="float32")
     texts = _forget_texts(root / "world")
+    goal = _nll(model, tok, texts) + 3.5
     torch.manual_seed(fixture_seed(7))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(6):
+    for _ in range(30):  # measured: 6-8 steps
+        model.train()
         for t in texts[:8]:
             ids = torch.tensor([tok(t)["input_ids"]])
             (-model(input_ids=ids, labels=ids).loss).backward()
         opt.step()
         opt.zero_grad()
-    model.eval()
+        model.eval()
+        if _nll(model, tok, texts) > goal:
+            break
     out = tmp_path_factory.mktemp("ga") / "model"
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -74,7 +78,7 @@ def test_relearn_lowers_the_forget_nll_of_a_ga_model(unlearned, tmp_path, on):
                     use_cpu=True)
     after = _nll(model, tok, rest)
     ga_rest = _nll(load_model(str(ga)), tok, rest)
-    # measured: 7.0 -> 4.8 (forget slice), 7.1 -> 5.1 (retain slice); target 3.4
+    # measured on world v2: 7.0 -> 4.8 (forget slice), 7.1 -> 5.1 (retain slice); target 3.4
     assert after < ga_rest - 1, (ga_rest, after)  # nats per token
     log = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == list(range(1, 11))
