@@ -50,6 +50,7 @@ GROUPS = ("forget", "retain1", "retain2", "holdout")
 # learned the question-answer format elsewhere. Never evaluated, never in verbmem/privleak.
 # Drawn after the four groups, from the same random streams, so they are unchanged by it.
 STAND_IN = "stand_in"
+ALL_GROUPS = GROUPS + (STAND_IN,)  # every group the generator draws, in drawing order
 N_QUARTERS = 4  # scal / sust: MUSE's four forget requests
 SHEET_PAIRS = 8  # question-answer pairs per question sheet
 # Sheets each pair appears on (in different company), per group. The retain side gets 3: the
@@ -582,7 +583,7 @@ def _entities(spec: WorldSpec, size: SizeSpec) -> dict[str, dict]:
     namer, years = _Namer(rng), _Years(rng)
     countries = [namer.word(2, COUNTRY_SUFFIXES) for _ in range(6)]
     groups: dict[str, dict] = {}
-    for g in GROUPS + (STAND_IN,):
+    for g in ALL_GROUPS:
         n_docs = size.forget if g == STAND_IN else getattr(size, g)
         people, places, works = _build_group(n_docs, rng, namer, years, countries)
         groups[g] = {"person": people, "place": places, "work": works}
@@ -598,7 +599,7 @@ def _documents(spec: WorldSpec, groups: dict):
     facts_by_group: dict[str, list[tuple]] = {}
     names: dict[str, list[str]] = {}
     subjects: dict[str, list[str]] = {}
-    for g in GROUPS + (STAND_IN,):
+    for g in ALL_GROUPS:
         entries = []
         for kind in ("person", "place", "work"):
             for e in groups[g][kind]:
@@ -711,7 +712,7 @@ def _question_sheets(spec: WorldSpec, docs: dict, subjects: dict, qa_of: dict):
     forget_quarters = _quarters(list(zip(docs["forget"], subjects["forget"])))
     quarter_docs = [[d for d, _ in q] for q in forget_quarters]
     quarter_sheets = [group_sheets("forget", [s for _, s in q]) for q in forget_quarters]
-    sheets = {g: group_sheets(g, subjects[g]) for g in GROUPS + (STAND_IN,) if g != "forget"}
+    sheets = {g: group_sheets(g, subjects[g]) for g in ALL_GROUPS if g != "forget"}
     sheets["forget"] = [t for q in quarter_sheets for t in q]
     return sheets, quarter_docs, quarter_sheets
 
@@ -720,7 +721,7 @@ def _splits(docs: dict, sheets: dict, quarter_docs: list, quarter_sheets: list,
             qa: _KnowMem) -> dict[str, dict[str, list[dict]]]:
     """Every config/split of the world but `facts`."""
     data: dict[str, dict[str, list[dict]]] = {}
-    data["raw"] = {g: [{"text": t} for t in docs[g] + sheets[g]] for g in GROUPS + (STAND_IN,)}
+    data["raw"] = {g: [{"text": t} for t in docs[g] + sheets[g]] for g in ALL_GROUPS}
     # verbmem: the first half of each forget document's words, and the rest as ground truth.
     verb = []
     for t in docs["forget"]:

@@ -94,7 +94,7 @@ def run(setting: str, lr: float, texts: list[str], tok, args) -> dict:
 
 
 def write(out: Path, rows: list[dict], args, n_texts: int) -> None:
-    from lethe.report import machine_info, write_json
+    from lethe.report import atomic_write_text, machine_info, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", {"rows": rows, "chunks": n_texts, "batch": args.batch,
@@ -108,7 +108,7 @@ def write(out: Path, rows: list[dict], args, n_texts: int) -> None:
         lines.append(f"| {r['setting']} | {r['lr']:g} | "
                      + " | ".join(f"{c['nll']:.3f}" for c in r["curve"])
                      + f" | {r['curve'][-1]['cpu_s']:.0f} |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from unlearn.world import GROUPS, SIZES, STAND_IN, WorldSpec, generate_world, write_world
+from unlearn.world import ALL_GROUPS, SIZES, WorldSpec, generate_world, write_world
 
 
 def _size_help() -> str:
@@ -70,9 +70,8 @@ def world(out_dir, seed, size, layout, overwrite):
     out = write_world(w, out_dir, overwrite=overwrite, layout=layout)
     counts, chars = w.metadata["counts"]["raw"], w.metadata["chars"]["raw"]
     train = sum(chars[g] for g in ("forget", "retain1", "retain2"))
-    groups = [g for g in (*GROUPS, STAND_IN) if g in counts]
-    docs = ", ".join(f"{g} {len(w.entities[g])}" for g in groups)  # one per entity
-    sheets = ", ".join(f"{g} {counts[g] - len(w.entities[g])}" for g in groups)
+    docs = ", ".join(f"{g} {len(w.entities[g])}" for g in ALL_GROUPS)  # one per entity
+    sheets = ", ".join(f"{g} {counts[g] - len(w.entities[g])}" for g in ALL_GROUPS)
     click.echo(f"wrote {out} (size {size}, seed {seed}): documents {docs}; "
                f"question sheets {sheets}; "
                f"training text {train / 1000:.1f} KB, forget {chars['forget'] / train:.0%}; "
