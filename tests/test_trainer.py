@@ -155,3 +155,57 @@ def test_batch_tokens_counts_real_tokens_of_flat_packed_and_paired_batches():
     assert batch_tokens({"input_ids": ids}) == 8
     assert batch_tokens({"forget": padded, "retain": packed}) == 12
     assert batch_tokens([1, 2]) == 0
+
+
+def test_paired_order_sampler_shuffles_each_epoch_and_keeps_the_shared_order():
+    from lethe.trainer import PairedOrderSampler
+
+    def epoch_order(n_total, epoch, seed=fixture_seed(0)):
+        sampler = PairedOrderSampler(12, n_total, seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    for n_total in (12, 16, 18):
+        for epoch in (0, 1):
+            assert sorted(epoch_order(n_total, epoch)) == list(range(n_total))  # a permutation
+    a, b = epoch_order(16, 0), epoch_order(18, 0)
+    shared_a, shared_b = [i for i in a if i < 12], [i for i in b if i < 12]
+    assert shared_a == shared_b  # the same shared order whatever follows the shared part
+    # ... and every shared example at nearly the same place (at most the 2 extra own ones)
+    assert all(abs(a.index(i) - b.index(i)) <= 2 for i in range(12))
+    assert [i for i in epoch_order(16, 1) if i < 12] != shared_a  # a new shuffle per epoch
+    assert epoch_order(16, 1) == epoch_order(16, 1)  # set_epoch replays an epoch exactly
+    other_seed = [i for i in epoch_order(16, 0, seed=fixture_seed(0) + 1) if i < 12]
+    assert other_seed != shared_a
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_two_trainings_with_a_shared_prefix_meet_it_in_the_same_order(tmp_path, paired):
+    """Through the whole Trainer (accelerate's dataloader included): two runs over 12 shared
+    examples plus 4 or 6 of their own see the shared ones in the same order in every epoch;
+    with a plain shuffle (the control) they do not."""
+    shared = [{"input_ids": [3 + i, 3 + i]} for i in range(12)]
+
+    def seen_order(own: int, steps: int) -> list[list[int]]:
+        data = TextDataset(shared + [{"input_ids": [40 + j, 40 + j]} for j in range(own)])
+        seen: list[int] = []
+
+        def loss_fn(model, batch):
+            seen.extend(batch["input_ids"][:, 0].tolist())
+            return nll(model, batch), {}
+
+        args = training_arguments({"learning_rate": 1e-3, "max_steps": steps,
+                                   "per_device_train_batch_size": 4, "seed": fixture_seed(0)},
+                                  tmp_path / f"out{own}")
+        LetheTrainer(model=tiny_model(), args=args, train_dataset=data,
+                     data_collator=LMCollator(0), loss_fn=loss_fn,
+                     shared_prefix=12 if paired else None).train()
+        n = len(data)
+        return [[i - 3 for i in seen[e * n:(e + 1) * n] if i < 40] for e in range(2)]
+
+    a, b = seen_order(4, 8), seen_order(6, 10)  # two epochs each (16/4 and 18/4 batches)
+    assert all(sorted(epoch) == list(range(12)) for epoch in a + b)
+    if paired:
+        assert a == b and a[0] != a[1]
+    else:
+        assert a[0] != b[0] and a[1] != b[1]

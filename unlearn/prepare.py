@@ -129,10 +129,13 @@ def read_texts(source: str, config: str, split: str, field: str = "text") -> lis
 
 
 def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_dir: Path,
-             seed: int, desc: str, position: int | None = None):
+             seed: int, desc: str, position: int | None = None, shared: int | None = None):
     """Next-token NLL training through the shared trainer; returns (trainer, seconds, last
-    loss)."""
+    loss). `shared=k`: the first k texts are shared with another training of the same seed and
+    are met in the same order there (lethe.trainer.PairedOrderSampler)."""
     examples = tokenize_texts(tokenizer, texts, section.max_length)
+    shared_prefix = (None if shared is None
+                     else len(tokenize_texts(tokenizer, texts[:shared], section.max_length)))
     args = training_arguments(section.train, out_dir / "trainer", seed=seed)
     collator = LMCollator(tokenizer.pad_token_id)
     if section.pack:
@@ -142,7 +145,8 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
     trainer = LetheTrainer(model=model, args=args, train_dataset=TextDataset(examples),
                            data_collator=collator,
                            loss_fn=lambda m, batch: (nll(m, batch), {}), guard=DivergenceGuard(),
-                           progress_desc=desc, progress_position=position)
+                           progress_desc=desc, progress_position=position,
+                           shared_prefix=shared_prefix)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -222,19 +226,25 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
     summary = {"out_dir": str(out), "world": source, "data_sha256": fingerprint,
                "forget_docs": len(forget),
                "retain_docs": len(retain), "retrain_stand_in_docs": len(stand_in),
+               "data_order": "retain first, in the same order for both models",
                "vocab_size": len(tokenizer), "models": {}}
     steps = _steps(section, len(tokenize_texts(tokenizer, forget + retain, section.max_length)))
     retrain = section
     if section.match_steps:  # as many optimizer steps as the target (more passes over less)
         retrain = replace(section, train={**section.train, "max_steps": steps})
-    jobs = [("target", forget + retain, section), ("retrain", retain + stand_in, retrain)]
+    # Retain text first in both, met in the same order by both (PairedOrderSampler): the two
+    # models then differ by the forget set (or the stand-in in its place), not by two unrelated
+    # shuffles of the retain set, which moved KnowMem_r more than the data did (docs/results.md).
+    jobs = [("target", retain + forget, section), ("retrain", retain + stand_in, retrain)]
     threads = _parallel_threads(section, steps)
     if threads:
-        summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, threads)
+        summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, len(retain),
+                                                threads)
         summary["parallel"] = {"processes": len(jobs), "threads_each": threads}
     else:
         for name, texts, job_section in jobs:
-            summary["models"][name] = _train_one(recipe, job_section, tokenizer, name, texts)
+            summary["models"][name] = _train_one(recipe, job_section, tokenizer, name, texts,
+                                                  shared=len(retain))
     if is_main_process():
         from lethe.report import machine_info, write_json
 
@@ -244,7 +254,7 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
 
 
 def _train_one(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
-               texts: list[str], position: int | None = None) -> dict:
+               texts: list[str], shared: int | None = None, position: int | None = None) -> dict:
     """Train and save one of the two models; returns its summary record."""
     out = Path(section.out_dir)
     model = (load_model(section.base_model) if section.base_model
@@ -258,7 +268,8 @@ def _train_one(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cpu0 = _cpu_seconds()
     trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
-                                      recipe.seed, desc=f"prepare {name}", position=position)
+                                      recipe.seed, desc=f"prepare {name}", position=position,
+                                      shared=shared)
     cpu = _cpu_seconds() - cpu0
     final = out / name
     _save_model(trainer, tokenizer, final, scratch=out / f".{name}")
@@ -318,7 +329,8 @@ def _parallel_threads(section: PrepareSection, steps: int) -> int:
     return max(1, cores // 2)
 
 
-def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, threads: int) -> dict:
+def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
+                       threads: int) -> dict:
     """Both trainings at once in two spawned processes (fresh interpreters: no forked OpenMP
     or tokenizer threads); a failure in either is re-raised here with its own message. The
     children never outlive this process: they are terminated when it stops for any reason
@@ -334,7 +346,7 @@ def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, threads: int) -> 
                                mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {name: pool.submit(_child_train, recipe, job_section, tokenizer, name, texts,
-                                     threads, i, os.getpid())
+                                     shared, threads, i, os.getpid())
                    for i, (name, texts, job_section) in enumerate(jobs)}
         return {name: future.result() for name, future in futures.items()}
     except BrokenProcessPool:
@@ -365,7 +377,8 @@ def _die_with(parent: int) -> None:
 
 
 def _child_train(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
-                 texts: list[str], threads: int, position: int, parent: int) -> dict:
+                 texts: list[str], shared: int, threads: int, position: int,
+                 parent: int) -> dict:
     import os
 
     _die_with(parent)
@@ -375,7 +388,7 @@ def _child_train(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name
                         "%(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "datasets", "DeepSpeed", "deepspeed", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return _train_one(recipe, section, tokenizer, name, texts, position=position)
+    return _train_one(recipe, section, tokenizer, name, texts, shared, position=position)
 
 
 def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:
