@@ -193,9 +193,10 @@ class PairedOrderSampler(torch.utils.data.Sampler):
     Two trainings that share a prefix of their data (unlearn prepare: the target trains on
     retain + forget, the retrain model on retain + stand-in) then meet every shared example in
     the same relative order and at nearly the same step, so their difference is the data they do
-    not share, not two unrelated shuffles (common random numbers). Measured on the demo world,
-    seeds 0/1, a target/retrain pair ordered this way differed in KnowMem_r by 3.0 / 0.2
-    points, two independent shuffles by 11.3 / 3.7 (docs/results.md). Own examples (index ≥
+    not share, not two unrelated shuffles (common random numbers). On the demo world the
+    target and retrain models differed in KnowMem_r by 2.6 ± 1.8 points over five pairs ordered
+    this way, by 6.6 ± 3.3 over four with independent shuffles (docs/results.md, "Paired data
+    order"). Own examples (index ≥
     n_shared) are shuffled among themselves and dropped into uniformly drawn gaps between the
     shared ones; the k-th draw is the same for any number of own examples, so runs whose own
     parts differ in length still agree wherever both have one.
