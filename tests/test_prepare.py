@@ -240,6 +240,26 @@ def test_killed_prepare_leaves_no_training_process_behind(tiny_prepared, tmp_pat
             k.kill()
 
 
+def test_side_by_side_prepare_ends_cleanly_in_a_terminal(tiny_prepared, tmp_path):
+    """`unlearn prepare` with two training processes exits 0 and leaves nothing on stderr's
+    tail from multiprocessing ("resource_tracker: ... leaked semaphore objects" came after
+    every demo run while the idle workers were terminated instead of shut down)."""
+    import os
+    import subprocess
+    import sys
+
+    root, overrides = tiny_prepared
+    sets = overrides + [f"prepare.out_dir={tmp_path}/models", "prepare.parallel=always",
+                        "prepare.train.max_steps=4"]
+    done = subprocess.run([sys.executable, "-m", "unlearn", "prepare", "recipes/tiny.yaml",
+                           *[x for o in sets for x in ("--set", o)]],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "models" / "retrain" / "config.json").is_file()
+    assert "leaked" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_prepare_lora_saves_merged_plain_checkpoints(tiny_prepared, tmp_path):
     """`prepare.lora`: fine-tune the base through LoRA adapters, then save target and retrain
     as plain checkpoints with the adapters merged in: no adapter files, the base's parameter

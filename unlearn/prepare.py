@@ -348,14 +348,18 @@ def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
         futures = {name: pool.submit(_child_train, recipe, job_section, tokenizer, name, texts,
                                      shared, threads, i, os.getpid())
                    for i, (name, texts, job_section) in enumerate(jobs)}
-        return {name: future.result() for name, future in futures.items()}
+        results = {name: future.result() for name, future in futures.items()}
+        # Let idle workers exit by themselves: terminating them leaves their queue semaphores
+        # behind ("resource_tracker: ... leaked semaphore objects" at the end of every run)
+        pool.shutdown(wait=True)
+        return results
     except BrokenProcessPool:
         raise LetheError("a training process of unlearn prepare died (killed, or out of "
                          "memory?); rerun, or set prepare.parallel: never to train one "
                          "model at a time") from None
     finally:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # idle after success; mid-training after an error or Ctrl-C
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()  # mid-training after an error or Ctrl-C
         pool.shutdown(wait=False, cancel_futures=True)
 
 
