@@ -568,6 +568,7 @@ def _cache_kwarg(model) -> str:
     `past_key_values` is deprecated), `past_key_values` before."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(model, "baseline", model)  # a logit mixture generates through its baseline
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
     return "cache" if "cache" in inspect.signature(base.forward).parameters else \
         "past_key_values"

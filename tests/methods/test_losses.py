@@ -332,7 +332,12 @@ def test_whp_mixture_saves_loads_and_generates_through_the_adapter(forget, token
     assert torch.allclose(loaded(input_ids=ids).logits, want, atol=1e-5)
     lm = LM(loaded, tokenizer, progress=False)
     prompts = [forget[0]["input_ids"][:6], forget[1]["input_ids"][:3]]  # left padding
-    texts = lm.generate_ids(prompts, max_new_tokens=4, batch_size=2)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # nothing deprecated on the way
+        warnings.simplefilter("always")
+        texts = lm.generate_ids(prompts, max_new_tokens=4, batch_size=2)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
     for prompt, text in zip(prompts, texts):
         seq = torch.tensor([prompt])
         for _ in range(4):  # greedy on the mixed logits, one prompt at a time, by hand
