@@ -47,8 +47,11 @@ def generic_logits(base_logits: torch.Tensor, reinforced_logits: torch.Tensor,
 class MixtureLogitsProcessor:
     """Turns the baseline's next-token scores (B, V) into Eq. (G)'s generic scores.
 
-    At each step the reinforced model reads the whole sequence so far (no KV cache: O(T²), but
-    nothing to keep in step with the baseline's cache). `prompt_mask` (B, T0) is the prompt's
+    The reinforced model keeps its own KV cache for one `generate` call: the first call reads
+    the prompt, every later one only the tokens added since (without it every step re-read the
+    whole sequence, O(T²): WHP's VerbMem on SmolLM2-135M took over 6 minutes against 24 s for
+    a plain checkpoint). A call whose sequence is not the continuation of the last one starts
+    over. `prompt_mask` (B, T0) is the prompt's
     attention mask (left padding); tokens generated after it are real. Without it, leading
     `pad_token_id`s are taken as padding. A transformers logits processor (a callable
     (input_ids, scores) -> scores); usable in `model.generate(logits_processor=[...])`.
@@ -58,6 +61,7 @@ class MixtureLogitsProcessor:
                  pad_token_id: int | None = None, prompt_mask: torch.Tensor | None = None):
         self.reinforced, self.alpha, self.pad_token_id = reinforced, alpha, pad_token_id
         self.prompt_mask = prompt_mask
+        self._cache, self._seen = None, None  # the reinforced model's cache; the ids it read
 
     def _mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.prompt_mask is not None:
@@ -70,11 +74,23 @@ class MixtureLogitsProcessor:
         return ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()  # (B, T)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
+        from lethe.lm import _cache_kwarg
+
         mask = self._mask(input_ids)  # (B, T)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        seen = self._seen
+        start = 0
+        if (self._cache is not None and seen is not None and seen.shape[0] == input_ids.shape[0]
+                and seen.shape[1] < input_ids.shape[1]
+                and torch.equal(input_ids[:, :seen.shape[1]], seen)):
+            start = seen.shape[1]  # a continuation: read only the new tokens
+        kwargs = {_cache_kwarg(self.reinforced): self._cache} if start else {}
         with torch.no_grad():
-            v_r = self.reinforced(input_ids=input_ids, attention_mask=mask,
-                                  position_ids=positions).logits[:, -1, :]  # (B, V)
+            out = self.reinforced(input_ids=input_ids[:, start:], attention_mask=mask,
+                                  position_ids=positions[:, start:], use_cache=True, **kwargs)
+        self._cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        self._seen = input_ids.detach().clone() if self._cache is not None else None
+        v_r = out.logits[:, -1, :]  # (B, V)
         return generic_logits(scores, v_r, self.alpha).to(scores.dtype)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import fixture_seed
 from unlearn.data import LMCollator
 from unlearn.methods import get_method, method_names
 from unlearn.methods.reference import make_reference, precompute_ref_logp
@@ -344,6 +345,42 @@ def test_whp_mixture_saves_loads_and_generates_through_the_adapter(forget, token
             nxt = loaded(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
             seq = torch.cat([seq, nxt], dim=1)
         assert text == tokenizer.decode(seq[0, len(prompt):].tolist(), skip_special_tokens=True)
+
+
+def test_whp_processor_reads_only_new_tokens_and_mixes_as_a_full_reread():
+    """The reinforced model's KV cache inside one generation: each step after the first reads
+    only the tokens added since, and the mixed scores equal a full re-read of the left-padded
+    sequence; a sequence that does not continue the last one starts over."""
+    from lethe.mixture import MixtureLogitsProcessor
+    from tests.methods.conftest import tiny_llama
+
+    reinforced = tiny_llama(seed=1)
+    g = torch.Generator().manual_seed(fixture_seed(3))
+    prompt = torch.randint(3, 60, (2, 7), generator=g)  # (B, T0)
+    prompt_mask = torch.ones_like(prompt)
+    prompt[1, :3], prompt_mask[1, :3] = 0, 0  # the second row left-padded by 3
+    cached = MixtureLogitsProcessor(reinforced, alpha=1.5, prompt_mask=prompt_mask)
+    lengths = []
+    forward = reinforced.forward
+
+    def counting(*args, **kwargs):
+        lengths.append(kwargs["input_ids"].shape[1])
+        return forward(*args, **kwargs)
+
+    reinforced.forward = counting
+    seq = prompt
+    for step in range(4):
+        scores = torch.randn(2, reinforced.config.vocab_size, generator=g)  # (B, V)
+        got = cached(seq, scores)
+        fresh = MixtureLogitsProcessor(reinforced, alpha=1.5, prompt_mask=prompt_mask)
+        assert torch.allclose(got, fresh(seq, scores), atol=1e-4), step
+        seq = torch.cat([seq, got.argmax(-1, keepdim=True)], dim=1)
+    # cached calls: 7 prompt tokens, then one new token per step; each fresh one re-read all
+    assert lengths[0::2] == [7, 1, 1, 1] and lengths[1::2] == [7, 8, 9, 10]
+    other = seq.clone()
+    other[:, 8] = 3 + (other[:, 8] - 2) % 57  # a token the cached model read is different
+    cached(other, torch.zeros(2, reinforced.config.vocab_size))
+    assert lengths[-1] == other.shape[1] == 11  # not a continuation: read from the start
 
 
 def test_reference_logp_cache_is_reused_and_keyed_by_model_and_data(model, forget, tmp_path,
