@@ -340,6 +340,7 @@ def rephrase_prompts(fact: dict, n: int) -> list[str]:
 
 
 ATTACKS: dict[str, Callable[[object, object, list[dict], AttackParams], AttackResult]] = {}
+WHITE_BOX = frozenset({"head_projection", "prob_delta"})  # the attacks that read the layers
 
 
 def register(name: str):

@@ -65,3 +65,29 @@ def test_attack_command_bad_input_exits_2(checkpoints, tmp_path, monkeypatch, ca
     errors = [x for x in io.err.splitlines() if x.startswith("unlearn: error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0], io.err
     assert "Traceback" not in io.err
+
+
+def test_a_whp_mixture_gets_the_black_box_attack_and_a_clear_refusal_for_the_rest(
+        checkpoints, tmp_path, monkeypatch, capsys):
+    """A logit mixture (WHP as MUSE evaluates it) has no layers for the logit lens: the
+    rephrasing attack (black-box) runs on it; the white-box ones are refused in one line."""
+    from lethe.loading import load_model, load_tokenizer
+    from lethe.mixture import LogitMixture
+
+    world, base, edited = checkpoints
+    mix = tmp_path / "mix"
+    LogitMixture(load_model(str(base)), load_model(str(edited)), alpha=1.0,
+                 baseline_spec=str(base)).save_pretrained(mix)
+    load_tokenizer(str(base)).save_pretrained(mix)
+    common = [str(mix), "--data", str(world), "--device", "cpu", "--paraphrases", "2",
+              "--samples", "2"]
+    code, io = _run(monkeypatch, capsys, *common, "--attacks", "rephrase", "--out",
+                    str(tmp_path / "ok"))
+    assert code == 0, io.err
+    res = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert list(res["attacks"]) == ["rephrase"] and res["attacks"]["rephrase"]["budget"] == 4
+    assert res["model"]["mixture"]["alpha"] == 1.0
+    code, io = _run(monkeypatch, capsys, *common, "--out", str(tmp_path / "no"))
+    errors = [x for x in io.err.splitlines() if x.startswith("unlearn: error:")]
+    assert code == 2 and len(errors) == 1 and "--attacks rephrase" in errors[0], io.err
+    assert "Traceback" not in io.err

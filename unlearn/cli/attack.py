@@ -52,7 +52,8 @@ def load_facts(data: str, split: str, limit: int | None) -> list[dict]:
 
 def budget_params(budget: int, n_layers: int, n_prompts: int) -> tuple[int, int]:
     """(k, samples) so that head projection and rephrasing each propose at most `budget`."""
-    k, samples = budget // (2 * n_layers), budget // n_prompts
+    # no white-box attack requested (n_layers 0): k is unused
+    k, samples = (budget // (2 * n_layers) if n_layers else 1), budget // n_prompts
     if k < 1 or samples < 1:
         raise LetheError(f"--budget {budget} is too small: head projection needs at least "
                          f"2·|layers| = {2 * n_layers}, rephrasing at least --paraphrases = "
@@ -275,16 +276,24 @@ def run_attacks(model: str, base: str | None, facts: list[dict], retain: list[di
                 new_tokens: int | None = 1, match: str = "substring") -> dict:
     """The attacks `names` on `model`'s facts, and the editing metrics against `base`."""
     from eval.attacks.editing import editing_metrics
-    from eval.attacks.extraction import AttackParams, attack_points, run_attack
+    from eval.attacks.extraction import WHITE_BOX, AttackParams, attack_points, run_attack
     from lethe.cli import int_list
     from lethe.lens import lens_layout
     from lethe.lm import load_for_inference
+    from lethe.mixture import LogitMixture
     from lethe.loading import load_tokenizer, model_identity
     from lethe.report import library_versions, machine_info
 
     tok = load_tokenizer(model)  # the preflight checked --base has the same vocabulary
     lm = load_for_inference(model, dtype=dtype, device=device)
-    _, chosen = attack_points(lm, lens_layout(lm), int_list(layers, "--layers"), layer_index)
+    requested = [a.strip() for a in names.split(",") if a.strip()]
+    chosen: list[int] = []
+    if set(requested) & WHITE_BOX:  # the black-box attack needs no layers (a WHP mixture)
+        if isinstance(lm, LogitMixture):
+            raise LetheError(f"{model} is a logit mixture (WHP): it has no layers for the "
+                             f"white-box attacks; pass --attacks rephrase")
+        _, chosen = attack_points(lm, lens_layout(lm), int_list(layers, "--layers"),
+                                  layer_index)
     if budget is not None:
         k, samples = budget_params(budget, len(chosen), paraphrases)
     params = AttackParams(layers=tuple(chosen), layer_index=layer_index, k=k,
@@ -296,7 +305,7 @@ def run_attacks(model: str, base: str | None, facts: list[dict], retain: list[di
                "split": split, "n_facts": len(facts),
                "params": {**params.__dict__, "layers": list(chosen), "budget": budget},
                "attacks": {}, "per_fact": {}}
-    for name in [a.strip() for a in names.split(",") if a.strip()]:
+    for name in requested:
         click.echo(f"running {name} on {len(facts)} facts...", err=True)
         res = run_attack(name, lm, tok, facts, params)
         results["attacks"][name] = res.summary()
