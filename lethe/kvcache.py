@@ -86,3 +86,15 @@ def preallocated_cache(model, batch: int, capacity: int, prefix=None):
         for layer, src in zip(cache.layers, prefix.layers):
             layer.update(src.keys.expand(batch, -1, -1, -1), src.values.expand(batch, -1, -1, -1))
     return cache
+
+
+def cache_kwarg(model) -> str:
+    """The name `generate` takes a cache under: `cache` from transformers 5.2x on (where
+    `past_key_values` is deprecated), `past_key_values` before."""
+    import inspect
+
+    base = getattr(model, "baseline", model)  # a logit mixture generates through its baseline
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else \
+        "past_key_values"
+

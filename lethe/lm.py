@@ -522,11 +522,11 @@ class LM:
     def _batch_cache(self, batch: int, capacity: int, prefix) -> dict:
         """generate's cache argument for one batch: a cache written in place (lethe.kvcache)
         holding the shared prefix, if any; else a copy of the prefix's own cache; else none."""
-        from lethe.kvcache import preallocated_cache
+        from lethe.kvcache import cache_kwarg, preallocated_cache
 
         cache = preallocated_cache(self.model, batch, capacity, prefix[1] if prefix else None)
         if cache is not None:
-            return {prefix[2] if prefix else _cache_kwarg(self.model): cache}
+            return {prefix[2] if prefix else cache_kwarg(self.model): cache}
         if prefix:
             cache = copy.deepcopy(prefix[1])
             cache.batch_repeat_interleave(batch)
@@ -562,13 +562,3 @@ class LM:
             return None
         return p, cache, name
 
-
-def _cache_kwarg(model) -> str:
-    """The name `generate` takes a cache under: `cache` from transformers 5.2x on (where
-    `past_key_values` is deprecated), `past_key_values` before."""
-    import inspect
-
-    base = getattr(model, "baseline", model)  # a logit mixture generates through its baseline
-    base = base.get_base_model() if hasattr(base, "get_base_model") else base
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else \
-        "past_key_values"

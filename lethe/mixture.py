@@ -74,7 +74,7 @@ class MixtureLogitsProcessor:
         return ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()  # (B, T)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
-        from lethe.lm import _cache_kwarg
+        from lethe.kvcache import cache_kwarg
 
         mask = self._mask(input_ids)  # (B, T)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
@@ -84,7 +84,7 @@ class MixtureLogitsProcessor:
                 and seen.shape[1] < input_ids.shape[1]
                 and torch.equal(input_ids[:, :seen.shape[1]], seen)):
             start = seen.shape[1]  # a continuation: read only the new tokens
-        kwargs = {_cache_kwarg(self.reinforced): self._cache} if start else {}
+        kwargs = {cache_kwarg(self.reinforced): self._cache} if start else {}
         with torch.no_grad():
             out = self.reinforced(input_ids=input_ids[:, start:], attention_mask=mask,
                                   position_ids=positions[:, start:], use_cache=True, **kwargs)

@@ -196,10 +196,10 @@ class PairedOrderSampler(torch.utils.data.Sampler):
     not share, not two unrelated shuffles (common random numbers). On the demo world the
     target and retrain models differed in KnowMem_r by 2.6 ± 1.8 points over five pairs ordered
     this way, by 6.6 ± 3.3 over four with independent shuffles (docs/results.md, "Paired data
-    order"). Own examples (index ≥
-    n_shared) are shuffled among themselves and dropped into uniformly drawn gaps between the
-    shared ones; the k-th draw is the same for any number of own examples, so runs whose own
-    parts differ in length still agree wherever both have one.
+    order"). Own examples (index ≥ n_shared) are shuffled among themselves and dropped into
+    uniformly drawn gaps between the shared ones; the k-th gap drawn is the same for any number
+    of own examples, so runs whose own parts differ in length put theirs in the same places
+    wherever both have one.
     """
 
     def __init__(self, n_shared: int, n_total: int, seed: int):

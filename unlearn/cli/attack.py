@@ -280,8 +280,8 @@ def run_attacks(model: str, base: str | None, facts: list[dict], retain: list[di
     from lethe.cli import int_list
     from lethe.lens import lens_layout
     from lethe.lm import load_for_inference
-    from lethe.mixture import LogitMixture
     from lethe.loading import load_tokenizer, model_identity
+    from lethe.mixture import LogitMixture
     from lethe.report import library_versions, machine_info
 
     tok = load_tokenizer(model)  # the preflight checked --base has the same vocabulary
