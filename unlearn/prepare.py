@@ -133,9 +133,9 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
     """Next-token NLL training through the shared trainer; returns (trainer, seconds, last
     loss). `shared=k`: the first k texts are shared with another training of the same seed and
     are met in the same order there (lethe.trainer.PairedOrderSampler)."""
-    examples = tokenize_texts(tokenizer, texts, section.max_length)
-    shared_prefix = (None if shared is None
-                     else len(tokenize_texts(tokenizer, texts[:shared], section.max_length)))
+    head = tokenize_texts(tokenizer, texts[:shared or 0], section.max_length)
+    examples = head + tokenize_texts(tokenizer, texts[shared or 0:], section.max_length)
+    shared_prefix = None if shared is None else len(head)
     args = training_arguments(section.train, out_dir / "trainer", seed=seed)
     collator = LMCollator(tokenizer.pad_token_id)
     if section.pack:
