@@ -125,6 +125,31 @@ def test_run_dry_run_prints_the_recipe_and_what_preflight_checked(tmp_path, mode
     assert files_under(tmp_path) == {"r.yaml"}
 
 
+def test_dry_run_counts_disk_for_every_variant_and_says_each_kind_once(
+        tmp_path, models, capsys, monkeypatch, no_training):
+    """A comparison saves one checkpoint per variant: the estimate counts them all, and the
+    line names identical variants once with their number (it listed them one by one)."""
+    lora = {"r": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]}
+    recipe = tiny_recipe(tmp_path, model={"target": models["small"], "retrain_auc": 0.5},
+                         lora=lora, save={"merge_lora": True},
+                         variants={"ga": {"method": {"name": "ga"}},
+                                   "npo": {"method": {"name": "npo"}},
+                                   "gd": {"method": {"name": "grad_diff"}}})
+    code, out, err = unlearn(["run", recipe, "--dry-run"], capsys, monkeypatch)
+    assert code == 0, err
+    (disk,) = [c for c in yaml.safe_load(out)["checked"] if c.startswith("disk: about")]
+    assert disk.count("request(s) x") == 1, disk
+    assert "3 variants x 1 request(s) x (adapter + merged model + " in disk, disk
+    (tmp_path / "one").mkdir()
+    single_recipe = tiny_recipe(tmp_path / "one", model={"target": models["small"],
+                                                         "retrain_auc": 0.5},
+                                lora=lora, save={"merge_lora": True})
+    code, out, err = unlearn(["run", single_recipe, "--dry-run"], capsys, monkeypatch)
+    assert code == 0, err
+    (single,) = [c for c in yaml.safe_load(out)["checked"] if c.startswith("disk: about")]
+    assert "variants x" not in single and "1 request(s) x (adapter + merged model" in single
+
+
 def test_prepare_refuses_an_adapter_for_another_base(tmp_path, models, capsys, monkeypatch,
                                                      no_training):
     recipe = tiny_recipe(tmp_path, prepare={"out_dir": str(tmp_path / "models"),

@@ -320,7 +320,7 @@ def run_disk(pf: Preflight, recipe: UnlearnRecipe, recipes: list[UnlearnRecipe],
         return
     n, nbytes = counted
     model = skeleton(info.config, info.task) if recipe.lora and info and info.config else None
-    total, parts = 0, []
+    total, parts = 0, {}  # description -> how many variants share it (said once, counted)
     for r in recipes:
         method = get_method(r.method.name)
         requests = max(1, len(r.requests.forget))
@@ -330,9 +330,12 @@ def run_disk(pf: Preflight, recipe: UnlearnRecipe, recipes: list[UnlearnRecipe],
         ckpt, how = (0, "no trainer") if method.edit else \
             training_bytes(r.train, n_params=n, dtype_bytes=nbytes, trainable=lora)
         total += requests * (final + ckpt)
-        parts.append(f"{requests} request(s) x ({'adapter' if lora else 'model'} + {how})")
+        saved = "model" if lora is None else "adapter + merged model" if final > lora * nbytes \
+            else "adapter"
+        part = f"{requests} request(s) x ({saved} + {how})"
+        parts[part] = parts.get(part, 0) + 1
     check_disk(pf, recipe.output_dir, total, f"{n / 1e6:.2f}M parameters x {nbytes} bytes; "
-               + "; ".join(parts))
+               + "; ".join(p if k == 1 else f"{k} variants x {p}" for p, k in parts.items()))
 
 
 def preflight_run(recipe: UnlearnRecipe, *, resume: bool = False, overwrite: bool = False,
