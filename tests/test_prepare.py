@@ -156,6 +156,51 @@ def test_parallel_prepare_trains_both_models_side_by_side(tiny_prepared, tmp_pat
         forget_nll(tmp_path / "models" / "retrain", forget) - 0.2
 
 
+def test_thread_handoff_waits_for_the_other_training_then_takes_its_threads(tmp_path):
+    """At its fixed step, and only there, the callback blocks until the signal file exists,
+    then trains on with more threads (side-by-side prepare's freed core)."""
+    import threading
+    from types import SimpleNamespace
+
+    from unlearn.prepare import ThreadHandoff
+
+    before = torch.get_num_threads()
+    signal = tmp_path / ".retrain.trained"
+    handoff = ThreadHandoff(at=3, threads=before + 1, signal=signal, poll=0.02)
+    try:
+        handoff.on_step_end(None, SimpleNamespace(global_step=2), None)  # not its step
+        assert handoff.waited is None and torch.get_num_threads() == before
+        threading.Timer(0.3, signal.touch).start()
+        handoff.on_step_end(None, SimpleNamespace(global_step=3), None)
+        assert signal.exists() and handoff.waited >= 0.25
+        assert torch.get_num_threads() == before + 1
+        handoff.on_step_end(None, SimpleNamespace(global_step=3), None)  # once only
+        assert handoff.waited < 1.0
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_side_by_side_prepare_hands_the_shorter_trainings_threads_to_the_longer(
+        tiny_prepared, tmp_path):
+    """The retrain model (retain text only) takes fewer steps than the target: the target
+    switches to both processes' threads right after the retrain's last step, a step fixed in
+    advance (so a rerun trains the same model), and the signal files are gone afterwards."""
+    root, overrides = tiny_prepared
+    recipe = load_unlearn_recipe("recipes/tiny.yaml", overrides + [
+        f"prepare.out_dir={tmp_path}/models", "prepare.parallel=always",
+        "prepare.train.max_steps=-1", "prepare.train.num_train_epochs=1"])
+    summary = prepare(recipe)
+    threads = summary["parallel"]["threads_each"]
+    target, retrain = summary["models"]["target"], summary["models"]["retrain"]
+    assert retrain["steps"] < target["steps"]
+    assert "thread_handoff" not in retrain and retrain["torch_threads"] == threads
+    assert target["thread_handoff"]["at_step"] == retrain["steps"]
+    assert target["thread_handoff"]["threads_after"] == target["torch_threads"] == 2 * threads
+    assert not list((tmp_path / "models").glob(".*.trained"))
+    saved = json.loads((tmp_path / "models" / "prepare.json").read_text())
+    assert saved["models"]["target"]["thread_handoff"] == target["thread_handoff"]
+
+
 def test_retrain_takes_as_many_steps_as_the_target(tiny_prepared, tmp_path):
     """prepare.match_steps: the retrain model's smaller set is passed over more often, so both
     end after the same number of optimizer steps, counted as the Trainer counts them."""

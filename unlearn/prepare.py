@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from lethe.errors import LetheError
 from lethe.loading import load_model, load_table
@@ -129,10 +130,12 @@ def read_texts(source: str, config: str, split: str, field: str = "text") -> lis
 
 
 def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_dir: Path,
-             seed: int, desc: str, position: int | None = None, shared: int | None = None):
+             seed: int, desc: str, position: int | None = None, shared: int | None = None,
+             callbacks: list | None = None):
     """Next-token NLL training through the shared trainer; returns (trainer, seconds, last
     loss). `shared=k`: the first k texts are shared with another training of the same seed and
-    are met in the same order there (lethe.trainer.PairedOrderSampler)."""
+    are met in the same order there (lethe.trainer.PairedOrderSampler). `callbacks`: extra
+    TrainerCallbacks (side-by-side prepare's ThreadHandoff)."""
     head = tokenize_texts(tokenizer, texts[:shared or 0], section.max_length)
     examples = head + tokenize_texts(tokenizer, texts[shared or 0:], section.max_length)
     shared_prefix = None if shared is None else len(head)
@@ -146,7 +149,7 @@ def train_lm(model, tokenizer, texts: list[str], section: PrepareSection, out_di
                            data_collator=collator,
                            loss_fn=lambda m, batch: (nll(m, batch), {}), guard=DivergenceGuard(),
                            progress_desc=desc, progress_position=position,
-                           shared_prefix=shared_prefix)
+                           shared_prefix=shared_prefix, callbacks=callbacks)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -238,8 +241,10 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
     jobs = [("target", retain + forget, section), ("retrain", retain + stand_in, retrain)]
     threads = _parallel_threads(section, steps)
     if threads:
+        retrain_steps = steps if section.match_steps else _steps(retrain, len(
+            tokenize_texts(tokenizer, retain + stand_in, section.max_length)))
         summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, len(retain),
-                                                threads)
+                                                threads, [steps, retrain_steps])
         summary["parallel"] = {"processes": len(jobs), "threads_each": threads}
     else:
         for name, texts, job_section in jobs:
@@ -254,7 +259,8 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
 
 
 def _train_one(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
-               texts: list[str], shared: int | None = None, position: int | None = None) -> dict:
+               texts: list[str], shared: int | None = None, position: int | None = None,
+               handoff: ThreadHandoff | None = None) -> dict:
     """Train and save one of the two models; returns its summary record."""
     out = Path(section.out_dir)
     model = (load_model(section.base_model) if section.base_model
@@ -269,16 +275,20 @@ def _train_one(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: 
     cpu0 = _cpu_seconds()
     trainer, seconds, loss = train_lm(model, tokenizer, texts, section, out / f".{name}",
                                       recipe.seed, desc=f"prepare {name}", position=position,
-                                      shared=shared)
+                                      shared=shared, callbacks=[handoff] if handoff else None)
     cpu = _cpu_seconds() - cpu0
     final = out / name
     _save_model(trainer, tokenizer, final, scratch=out / f".{name}")
     log.info("%s: %d parameters (%d trained), %.0f s, final loss %.4f", name, n_params,
              trainable, seconds, loss)
-    return {"path": str(final), "parameters": n_params, "trained_parameters": trainable,
-            "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
-            "final_loss": loss, "train_docs": len(texts), "steps": trainer.state.global_step,
-            "train_tokens": _tokens(trainer), "torch_threads": torch.get_num_threads()}
+    record = {"path": str(final), "parameters": n_params, "trained_parameters": trainable,
+              "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
+              "final_loss": loss, "train_docs": len(texts), "steps": trainer.state.global_step,
+              "train_tokens": _tokens(trainer), "torch_threads": torch.get_num_threads()}
+    if handoff is not None and handoff.waited is not None:
+        record["thread_handoff"] = {"at_step": handoff.at, "threads_after": handoff.threads,
+                                    "waited_seconds": round(handoff.waited, 1)}
+    return record
 
 
 def _cpu_seconds() -> float:
@@ -329,12 +339,45 @@ def _parallel_threads(section: PrepareSection, steps: int) -> int:
     return max(1, cores // 2)
 
 
+class ThreadHandoff(TrainerCallback):
+    """Side-by-side prepare: after optimizer step `at`, wait until `signal` exists (the other
+    training has finished and saved), then train on with `threads` torch threads.
+
+    Why: fine-tuning SmolLM2 on Shakespeare, the target takes 100 steps and the retrain 50; with
+    one thread each the target trained its last ~50 steps alone, leaving a core idle for 7 of
+    15 minutes. A LoRA step there takes 9.4 s on one thread and 5.4 s on two (idle 2-core Xeon,
+    tests/bench/bench_lora_vs_full.py). Why wait instead of switching the moment the other
+    finishes: gradients summed by two threads differ from one thread's in the last bits (the
+    loss does not), so a switch at a wall-clock-dependent step would make the model depend on
+    timing; at a step fixed in advance (the other's step count) a rerun gives the same model.
+    Both run at one step per ~same time, so the wait is short (recorded in prepare.json).
+    """
+
+    def __init__(self, at: int, threads: int, signal: Path, poll: float = 0.2):
+        self.at, self.threads, self.signal, self.poll = at, threads, Path(signal), poll
+        self.waited: float | None = None  # seconds spent waiting, once the handoff happened
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step != self.at or self.waited is not None:
+            return
+        start = time.perf_counter()
+        while not self.signal.exists():
+            time.sleep(self.poll)
+        self.waited = time.perf_counter() - start
+        torch.set_num_threads(self.threads)
+        log.info("the other training finished: %d thread(s) from step %d on (waited %.1f s)",
+                 self.threads, self.at, self.waited)
+
+
 def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
-                       threads: int) -> dict:
+                       threads: int, steps: list[int] | None = None) -> dict:
     """Both trainings at once in two spawned processes (fresh interpreters: no forked OpenMP
     or tokenizer threads); a failure in either is re-raised here with its own message. The
     children never outlive this process: they are terminated when it stops for any reason
-    (an error in the other child, Ctrl-C), and die with it when it is killed (_die_with)."""
+    (an error in the other child, Ctrl-C), and die with it when it is killed (_die_with).
+
+    `steps`: each job's optimizer steps; where they differ, the longer job takes over the
+    shorter one's threads after the shorter one's last step (ThreadHandoff)."""
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
@@ -342,11 +385,21 @@ def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
 
     log.info("training %s side by side, %d thread(s) each",
              " and ".join(name for name, *_ in jobs), threads)
+    out = Path(jobs[0][2].out_dir)
+    signals = {name: out / f".{name}.trained" for name, *_ in jobs}
+    for signal in signals.values():  # left by a killed run: would end a wait early
+        signal.unlink(missing_ok=True)
+    handoffs: dict[str, ThreadHandoff] = {}
+    if steps is not None and len(jobs) == 2 and steps[0] != steps[1]:
+        short, long = sorted(range(2), key=lambda i: steps[i])
+        handoffs[jobs[long][0]] = ThreadHandoff(steps[short], 2 * threads,
+                                                signals[jobs[short][0]])
     pool = ProcessPoolExecutor(max_workers=len(jobs),
                                mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {name: pool.submit(_child_train, recipe, job_section, tokenizer, name, texts,
-                                     shared, threads, i, os.getpid())
+                                     shared, threads, i, os.getpid(), signals[name],
+                                     handoffs.get(name))
                    for i, (name, texts, job_section) in enumerate(jobs)}
         results = {name: future.result() for name, future in futures.items()}
         # Let idle workers exit by themselves: terminating them leaves their queue semaphores
@@ -361,6 +414,8 @@ def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()  # mid-training after an error or Ctrl-C
         pool.shutdown(wait=False, cancel_futures=True)
+        for signal in signals.values():
+            signal.unlink(missing_ok=True)
 
 
 def _die_with(parent: int) -> None:
@@ -382,7 +437,10 @@ def _die_with(parent: int) -> None:
 
 def _child_train(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name: str,
                  texts: list[str], shared: int, threads: int, position: int,
-                 parent: int) -> dict:
+                 parent: int, done: Path | None = None,
+                 handoff: ThreadHandoff | None = None) -> dict:
+    """One side-by-side training; touches `done` when its model is saved (the other
+    training's ThreadHandoff waits for it)."""
     import os
 
     _die_with(parent)
@@ -392,7 +450,11 @@ def _child_train(recipe: UnlearnRecipe, section: PrepareSection, tokenizer, name
                         "%(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "datasets", "DeepSpeed", "deepspeed", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return _train_one(recipe, section, tokenizer, name, texts, shared, position=position)
+    record = _train_one(recipe, section, tokenizer, name, texts, shared, position=position,
+                        handoff=handoff)
+    if done is not None:
+        Path(done).touch()
+    return record
 
 
 def _save_model(trainer, tokenizer, final: Path, scratch: Path) -> None:
