@@ -180,6 +180,35 @@ def test_thread_handoff_waits_for_the_other_training_then_takes_its_threads(tmp_
         torch.set_num_threads(before)
 
 
+def test_a_failed_training_is_raised_while_the_other_still_waits():
+    """The longer training blocks at its handoff until the shorter one finishes; if the
+    shorter one fails instead, prepare must raise at once rather than wait on the longer one
+    forever (it used to collect the results in order: target first)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from unlearn.prepare import _results_or_first_error
+
+    release = threading.Event()
+
+    def boom():
+        time.sleep(0.1)
+        raise RuntimeError("retrain died")
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {"target": pool.submit(release.wait, 30), "retrain": pool.submit(boom)}
+        start = time.perf_counter()
+        with pytest.raises(RuntimeError, match="retrain died"):
+            _results_or_first_error(futures)
+        assert time.perf_counter() - start < 5
+        release.set()
+    ok = ThreadPoolExecutor(2)
+    futures = {"a": ok.submit(lambda: 1), "b": ok.submit(lambda: 2)}
+    assert _results_or_first_error(futures) == {"a": 1, "b": 2}
+    ok.shutdown()
+
+
 def test_side_by_side_prepare_hands_the_shorter_trainings_threads_to_the_longer(
         tiny_prepared, tmp_path):
     """The retrain model (retain text only) takes fewer steps than the target: the target

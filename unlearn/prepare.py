@@ -401,7 +401,7 @@ def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
                                      shared, threads, i, os.getpid(), signals[name],
                                      handoffs.get(name))
                    for i, (name, texts, job_section) in enumerate(jobs)}
-        results = {name: future.result() for name, future in futures.items()}
+        results = _results_or_first_error(futures)
         # Let idle workers exit by themselves: terminating them leaves their queue semaphores
         # behind ("resource_tracker: ... leaked semaphore objects" at the end of every run)
         pool.shutdown(wait=True)
@@ -416,6 +416,19 @@ def _train_in_parallel(recipe: UnlearnRecipe, tokenizer, jobs, shared: int,
         pool.shutdown(wait=False, cancel_futures=True)
         for signal in signals.values():
             signal.unlink(missing_ok=True)
+
+
+def _results_or_first_error(futures: dict) -> dict:
+    """{name: result} of every future; the first failure is raised the moment it happens, not
+    when its turn in the dict comes: the other training may be waiting at its ThreadHandoff
+    for a signal the failed one will never write."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    done, _ = wait(list(futures.values()), return_when=FIRST_EXCEPTION)
+    for future in done:
+        if future.exception() is not None:
+            future.result()  # re-raises it
+    return {name: future.result() for name, future in futures.items()}
 
 
 def _die_with(parent: int) -> None:
