@@ -62,6 +62,7 @@ class MixtureLogitsProcessor:
         self.reinforced, self.alpha, self.pad_token_id = reinforced, alpha, pad_token_id
         self.prompt_mask = prompt_mask
         self._cache, self._seen = None, None  # the reinforced model's cache; the ids it read
+        self._cache_name: str | None = None  # generate's name for it (looked up on first use)
 
     def _mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.prompt_mask is not None:
@@ -78,13 +79,14 @@ class MixtureLogitsProcessor:
 
         mask = self._mask(input_ids)  # (B, T)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        seen = self._seen
-        start = 0
-        if (self._cache is not None and seen is not None and seen.shape[0] == input_ids.shape[0]
+        seen, start = self._seen, 0  # _seen is set exactly when a cache is kept
+        if (seen is not None and seen.shape[0] == input_ids.shape[0]
                 and seen.shape[1] < input_ids.shape[1]
                 and torch.equal(input_ids[:, :seen.shape[1]], seen)):
             start = seen.shape[1]  # a continuation: read only the new tokens
-        kwargs = {cache_kwarg(self.reinforced): self._cache} if start else {}
+        if start and self._cache_name is None:  # inspect.signature once, not every step
+            self._cache_name = cache_kwarg(self.reinforced)
+        kwargs = {self._cache_name: self._cache} if start else {}
         with torch.no_grad():
             out = self.reinforced(input_ids=input_ids[:, start:], attention_mask=mask,
                                   position_ids=positions[:, start:], use_cache=True, **kwargs)

@@ -231,7 +231,10 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
                "retain_docs": len(retain), "retrain_stand_in_docs": len(stand_in),
                "data_order": "retain first, in the same order for both models",
                "vocab_size": len(tokenizer), "models": {}}
-    steps = _steps(section, len(tokenize_texts(tokenizer, forget + retain, section.max_length)))
+    # examples per text group (each text chunks on its own, so the counts add up)
+    n_forget, n_retain = (len(tokenize_texts(tokenizer, texts, section.max_length))
+                          for texts in (forget, retain))
+    steps = _steps(section, n_forget + n_retain)
     retrain = section
     if section.match_steps:  # as many optimizer steps as the target (more passes over less)
         retrain = replace(section, train={**section.train, "max_steps": steps})
@@ -241,8 +244,8 @@ def _train_models(recipe: UnlearnRecipe, source: str, forget: list[str], retain:
     jobs = [("target", retain + forget, section), ("retrain", retain + stand_in, retrain)]
     threads = _parallel_threads(section, steps)
     if threads:
-        retrain_steps = steps if section.match_steps else _steps(retrain, len(
-            tokenize_texts(tokenizer, retain + stand_in, section.max_length)))
+        retrain_steps = steps if section.match_steps else _steps(
+            retrain, n_retain + len(tokenize_texts(tokenizer, stand_in, section.max_length)))
         summary["models"] = _train_in_parallel(recipe, tokenizer, jobs, len(retain),
                                                 threads, [steps, retrain_steps])
         summary["parallel"] = {"processes": len(jobs), "threads_each": threads}
