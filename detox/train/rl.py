@@ -183,16 +183,25 @@ def evaluate_saved(recipe, model_dir: Path, base_spec: str, texts: list[str], sc
     """Greedy rewrites of `texts` by the trained policy (and the initial one), scored by every
     reward part and combined as in training."""
     from lethe.lm import load_for_inference
-    from lethe.loading import load_tokenizer
+    from lethe.loading import load_tokenizer, resolve_model
 
     tok = load_tokenizer(str(model_dir), padding_side="left")
-    # not merged: with LoRA the initial policy is this model with its adapters disabled
+    # a warm start (e.g. from the SFT rewriter's adapter) is continued as the same adapter, so
+    # disabling the adapters would give the bare base model, not the policy RL started from
+    warm = resolve_model(recipe.model.name).kind == "adapter"
+    # not merged: for a fresh LoRA the initial policy is this model with its adapters disabled
     model = load_for_inference(str(model_dir), dtype=recipe.model.dtype, device=device,
                                merge_adapter=False)
     result = {"n": len(texts)}
     result["final"], rows = _score_rewrites(recipe, model, tok, texts, scorers, "trained")
     if recipe.evaluate.initial:
-        if hasattr(model, "disable_adapter"):
+        if warm:
+            start = load_for_inference(recipe.model.name, dtype=recipe.model.dtype,
+                                       device=device, merge_adapter=False)
+            result["initial"], initial = _score_rewrites(recipe, start, tok, texts, scorers,
+                                                         "initial")
+            del start
+        elif hasattr(model, "disable_adapter"):
             with model.disable_adapter():
                 result["initial"], initial = _score_rewrites(recipe, model, tok, texts,
                                                              scorers, "initial")

@@ -115,3 +115,39 @@ def test_short_run_writes_a_loadable_adapter_and_a_report(tmp_path, tiny_llama):
     assert len(rows) == 2 and {"rewrite", "initial_rewrite", "source"} <= set(rows[0])
     for name in ("results.json", "results.md", "reward_curve.png", "recipe.yaml"):
         assert (out / name).is_file(), name
+
+
+def test_a_warm_started_runs_initial_policy_is_the_warm_start_not_the_base(tmp_path, tiny_llama):
+    """RL from an SFT adapter continues that adapter; its evaluation's "initial" policy must be
+    the adapter it started from (disabling the adapters would score the bare base model)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lethe.lm import load_for_inference
+    from detox.train.rl import _score_rewrites, run_rl
+
+    torch.manual_seed(0)
+    warm = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for n, p in warm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 2.0)  # far from the base, so the two policies write differently
+    warm.save_pretrained(tmp_path / "warm")
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(tmp_path / "warm")
+    recipe = _recipe(tmp_path, str(tmp_path / "warm"), **{"train.max_steps": 1})
+    res = run_rl(recipe, scorers=_scorers())
+    rows = [json.loads(l) for l in (tmp_path / "out" / "rewrites.jsonl").read_text().splitlines()]
+    texts = [r["source"] for r in rows]
+    tok = AutoTokenizer.from_pretrained(tiny_llama, padding_side="left")
+
+    def greedy(spec):
+        model = load_for_inference(spec, dtype="float32", device="cpu", merge_adapter=False)
+        return [r["rewrite"] for r in _score_rewrites(recipe, model, tok, texts, _scorers(),
+                                                      "check")[1]]
+
+    from_warm, from_base = greedy(str(tmp_path / "warm")), greedy(tiny_llama)
+    assert from_warm != from_base  # the check can tell the two apart
+    assert [r["initial_rewrite"] for r in rows] == from_warm
+    assert res["eval"]["initial"]["similarity"] == pytest.approx(
+        sum(_scorers()["similarity"].score(from_warm, sources=texts)) / len(texts))
