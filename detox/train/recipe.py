@@ -86,6 +86,8 @@ class TextData:
     max_words: int | None = None  # drop longer texts (keeps CPU runs short)
     max_train: int | None = None  # at most this many prompts (after filtering), seeded shuffle
     max_eval: int = 32  # at most this many held-out prompts
+    seed: int | None = None  # seed of the prompt shuffles (training and held-out); None: the
+    # recipe's seed. Fix it to compare training seeds on the same prompts and evaluation set
     revision: str | None = None  # hub dataset revision
 
 

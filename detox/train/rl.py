@@ -157,8 +157,8 @@ def build_datasets(recipe, tokenizer, scorers):
     fold = d.train_fold if d.fold_field else None
     # the ParaDetox held-out slice never becomes a training prompt (detox/heldout.py)
     pool = drop_heldout(_table_texts(recipe, fold), str, f"data {d.source}")
-    train, info = select_prompts(pool, d.max_train, p_app, f.threshold,
-                                 recipe.seed)
+    seed = recipe.seed if d.seed is None else d.seed
+    train, info = select_prompts(pool, d.max_train, p_app, f.threshold, seed)
     if not train:
         raise LetheError(f"data: no training prompt left after filtering {info} (lower "
                          f"filter.threshold, raise data.max_words or set filter.enabled: false)")
@@ -167,7 +167,7 @@ def build_datasets(recipe, tokenizer, scorers):
                                     (not d.fold_field and d.eval_split)):
         texts = _table_texts(recipe, d.eval_fold, None if d.fold_field else d.eval_split)
         eval_texts, eval_info = select_prompts(texts, d.max_eval, p_app, f.threshold,
-                                               recipe.seed + 1)
+                                               seed + 1)
     builder = prompt_builder(tokenizer, recipe.prompt)
     ds = datasets.Dataset.from_dict({"prompt": [policy_prompt(builder, t) for t in train],
                                      "source": train})

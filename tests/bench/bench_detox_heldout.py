@@ -40,8 +40,13 @@ SYSTEMS = {  # name -> detox rewrite arguments (besides input and output)
     "fewshot_paradetox": ["--recipe", "recipes/detox/local/fewshot_paradetox.yaml"],
     "sft": ["--recipe", "recipes/detox/trained.yaml"],
     "best_of_4_sft": ["--set", "rewriter.n=4"],  # the default + 4 samples (temperature 1)
+    # after `detox train recipes/detox/local/rl_paradetox.yaml` (GRPO from the shipped adapter):
+    "sft_rl": ["--recipe", "recipes/detox/trained.yaml",
+               "--set", "rewriter.adapter=runs/detox/rl_paradetox/model"],
+    "default_rl": ["--set", "rewriter.base.adapter=runs/detox/rl_paradetox/model"],
 }
-COLUMNS = ("sta_bin", "sta_bin_clf", "sim", "fl", "chrf", "j_bin_chrf", "j_clf", "refusal")
+COLUMNS = ("sta_bin", "sta_bin_clf", "sim", "fl", "chrf", "j_bin_chrf", "j_clf", "j_paradetox",
+           "refusal")
 
 
 def write_input(out: Path, n: int) -> Path:
