@@ -32,11 +32,14 @@ MAY_LACK = {"rl_smollm2": ["runs/detox/classifier/model", OFFLINE],
             "rl_llama8b_zero3": ["runs/detox/classifier_deberta/model", OFFLINE],
             "sft_paradetox": [OFFLINE],
             "local/rl_smollm2": ["runs/detox/classifier/model", "../shared/data"],
+            "rl_arguments": ["runs/detox/classifier/model", OFFLINE],
+            "local/rl_arguments": ["runs/detox/classifier/model", "../shared/data"],
             "local/sft_paradetox": ["../shared/data"]}
 
 
 @pytest.mark.parametrize("name", ["rl_smollm2", "rl_sweep", "rl_llama8b_zero3",
-                                  "sft_paradetox", "local/rl_smollm2", "local/sft_paradetox"])
+                                  "sft_paradetox", "local/rl_smollm2", "local/sft_paradetox",
+                                  "rl_arguments", "local/rl_arguments"])
 def test_shipped_recipes_resolve_with_dry_run(name, monkeypatch, tmp_path):
     from lethe.preflight import PreflightError
 
