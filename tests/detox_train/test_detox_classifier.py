@@ -87,7 +87,9 @@ def test_dry_run_prints_the_resolved_recipe_and_rejects_unknown_train_keys(tmp_p
     table.write_text("post_text,Inappropriateness,fold0.0\n" + "".join(
         f"text {i},{i % 2},{fold}\n" for i, fold in enumerate(["TRAIN"] * 4 + ["VALID"] * 2
                                                               + ["TEST"] * 2)))
-    (tmp_path / "r.yaml").write_text(f"data: {{source: {table}}}\n"
+    # its own output_dir: the default (runs/detox/classifier) may hold a user's trained model
+    (tmp_path / "r.yaml").write_text(f"output_dir: {tmp_path / 'out'}\n"
+                                     f"data: {{source: {table}}}\n"
                                      "train: {learning_rate: 1.0e-4}\n")
     res = CliRunner().invoke(cli, ["train-classifier", str(tmp_path / "r.yaml"), "--dry-run"])
     assert res.exit_code == 0, res.output
