@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -43,24 +42,17 @@ def main() -> None:
     rows = [json.loads(x) for x in src.open()]
     out = run_dir / "test_eval"
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(hb.ROOT)}
-    clf = ["--set", f"scorers.sta_clf.model={a.classifier}",
-           "--set", "scorers.sta_clf.toxic_label=inappropriate"]
+    env = hb.bench_env()
+    clf = ("--set", f"scorers.sta_clf.model={a.classifier}",
+           "--set", "scorers.sta_clf.toxic_label=inappropriate")
     per, systems = {}, {}
     for name, field in (("initial (SFT rewriter)", "initial_rewrite"), ("RL policy", "rewrite")):
-        path = out / (name.split()[0] + ".jsonl")
-        with path.open("w", encoding="utf-8") as fh:
-            for i, r in enumerate(rows):
-                fh.write(json.dumps({"id": i, "text": r["source"], "rewrite": r[field]}) + "\n")
-        report = path.with_suffix(".eval")
-        base = ["--baselines", "copy,delete"] if field == "rewrite" else []
-        hb.run([sys.executable, "-m", "detox", "eval", str(path), "--report-dir", str(report),
-                "--per-example", "--metrics", ",".join(METRICS), *clf, *base], env)
-        res = json.loads((report / "results.json").read_text())
+        records = [{"id": i, "text": r["source"], "rewrite": r[field]}
+                   for i, r in enumerate(rows)]
+        res, per[name] = hb.evaluate_records(out / (name.split()[0] + ".jsonl"), records, env,
+                                             METRICS, baselines=field == "rewrite", extra=clf)
         systems[name] = res["metrics"]
         systems.update(res.get("baselines", {}))
-        per[name] = [json.loads(x) for x in (report / "per_example.jsonl").open()]
     diff = np.array([b["sta_clf"] - a_["sta_clf"] for a_, b in
                      zip(per["initial (SFT rewriter)"], per["RL policy"])])
     lo, hi = paired_ci(diff)

@@ -93,12 +93,32 @@ def rewrite(name: str, inp: Path, out: Path, env: dict, timing: dict) -> Path:
     return dest
 
 
-def evaluate(name: str, path: Path, env: dict, baselines: bool) -> dict:
+def bench_env(threads: str = "1") -> dict:
+    """The environment every bench subprocess runs in: offline, this checkout, `threads`."""
+    return {**os.environ, "OMP_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+
+
+def evaluate(name: str, path: Path, env: dict, baselines: bool, metrics=None,
+             extra: tuple = ()) -> dict:
+    """`detox eval --per-example` of `path` into `<path>.eval/`; its results.json."""
     report = path.with_suffix(".eval")
     args = [sys.executable, "-m", "detox", "eval", str(path), "--report-dir", str(report),
-            "--per-example"] + (["--baselines", "copy,delete"] if baselines else [])
+            "--per-example"] + (["--baselines", "copy,delete"] if baselines else []) \
+        + (["--metrics", ",".join(metrics)] if metrics else []) + list(extra)
     run(args, env)
     return json.loads((report / "results.json").read_text())
+
+
+def evaluate_records(path: Path, records: list[dict], env: dict, metrics, baselines=False,
+                     extra: tuple = ()) -> tuple[dict, list[dict]]:
+    """Write `records` (id, text, rewrite[, references]) to `path`, score them with
+    `evaluate`; (results.json, the per-example rows in the records' order)."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+    res = evaluate(path.stem, path, env, baselines, metrics, extra)
+    per = path.with_suffix(".eval") / "per_example.jsonl"
+    return res, [json.loads(x) for x in per.open()]
 
 
 def classifier_check(inp: Path) -> dict:
@@ -157,8 +177,7 @@ def main() -> None:
         print(f"skipped: {DATA} not found (development data beside the project)")
         return
     out = ROOT / a.out
-    env = {**os.environ, "OMP_NUM_THREADS": a.threads, "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    env = bench_env(a.threads)
     inp = write_input(out, a.n)
     state_file = out / "results.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -72,20 +71,13 @@ def main() -> None:
                          if r["id"] in ids}
     out = src / "human_loo"
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(hb.ROOT)}
+    env = hb.bench_env()
     per = {}
     for name, rewrites in outputs.items():
-        path = out / (name.split()[0] + ".jsonl")
-        with path.open("w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps({"id": r["id"], "text": r["text"],
-                                     "references": r["references"],
-                                     "rewrite": rewrites[r["id"]]}) + "\n")
-        report = path.with_suffix(".eval")
-        hb.run([sys.executable, "-m", "detox", "eval", str(path), "--report-dir", str(report),
-                "--per-example", "--metrics", ",".join(METRICS)], env)
-        per[name] = [json.loads(x) for x in (report / "per_example.jsonl").open()]
+        records = [{"id": r["id"], "text": r["text"], "references": r["references"],
+                    "rewrite": rewrites[r["id"]]} for r in rows]
+        _, per[name] = hb.evaluate_records(out / (name.split()[0] + ".jsonl"), records, env,
+                                           METRICS)
     human = per["human (neutral1)"]
     result = {"rows": len(rows), "references": "neutral2..3 of held-out rows with >= 2",
               "systems": {}}
